@@ -1,0 +1,4 @@
+//! ferrokeeper: a ZooKeeper server in Rust that stock ZooKeeper clients cannot tell from
+//! Apache ZooKeeper 3.9. See `DESIGN.md` in the shared folder for the map of modules.
+
+pub mod jute;
