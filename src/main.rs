@@ -1,1 +1,96 @@
-fn main() {}
+//! The `ferrokeeper` binary: parse flags, load zoo.cfg, serve until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use ferrokeeper::config::{parse_define, ServerConfig};
+
+/// A ZooKeeper server that stock ZooKeeper clients cannot tell from Apache ZooKeeper 3.9.
+#[derive(Debug, Parser)]
+#[command(name = "ferrokeeper", version, about, long_about = None)]
+struct Cli {
+    /// Path of the zoo.cfg to load (Java properties syntax, same keys as Apache ZooKeeper).
+    #[arg(short, long, default_value = "conf/zoo.cfg")]
+    config: PathBuf,
+
+    /// A Java-style system property, e.g. `-D zookeeper.extendedTypesEnabled=true`;
+    /// repeatable. Same names as in SERVER_JVMFLAGS; they override zoo.cfg.
+    #[arg(short = 'D', value_name = "NAME=VALUE")]
+    defines: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut overrides = Vec::new();
+    for d in &cli.defines {
+        match parse_define(d) {
+            Ok(kv) => overrides.push(kv),
+            Err(e) => {
+                eprintln!("ferrokeeper: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let config = match ServerConfig::load(&cli.config, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferrokeeper: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferrokeeper: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let running = match ferrokeeper::server::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return ExitCode::from(1);
+            }
+        };
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

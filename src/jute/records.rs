@@ -4,7 +4,9 @@
 //! encoding from the field list, so a field can never be written in a different order from the
 //! one it is read in.
 
-use super::{Decode, Encode, JuteError, Reader, Writer};
+#[cfg(test)]
+use super::Decode;
+use super::{JuteError, Reader, Writer};
 
 /// A value that can be a field of a jute record.
 pub trait Field: Sized {
@@ -74,7 +76,7 @@ impl<T: Field> Field for Vec<T> {
 macro_rules! jute_record {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
         pub struct $name { $($(#[$fm])* pub $field: $ty),* }
 
         impl $crate::jute::Decode for $name {

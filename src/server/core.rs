@@ -1,0 +1,733 @@
+//! The server core: one task that owns the DataTree, the sessions and the watches, and runs
+//! every request through prep → log → apply → reply in arrival order.
+//!
+//! Connection tasks decode frames and hand them over through a bounded channel; the core
+//! answers through each connection's own bounded outbound queue. Because replies and watch
+//! events for a connection are pushed onto that one queue by this one task, a client always
+//! sees the event for a change before any reply that reflects it, and a session's requests are
+//! answered in order.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::{self, AuthConfig};
+use crate::config::ServerConfig;
+use crate::jute::codes::{EphemeralKind, STATE_SYNC_CONNECTED};
+use crate::jute::records::{
+    AuthPacket, ConnectRequest, ConnectResponse, Id, ReplyHeader, SetWatches, SetWatches2,
+    WatcherEvent,
+};
+use crate::jute::{Decode, Encode, ErrorCode, EventType, OpCode, Perms, Reader, Writer};
+use crate::persist::{MemoryLog, TxnLog};
+use crate::request::apply::{Applier, Fired, OpResult};
+use crate::request::prep::{Pending, Prep, WriteRequest};
+use crate::request::read::{encode_write_result, ReadError, Reads};
+use crate::request::txn::{Txn, TxnEntry, TxnHeader};
+use crate::session::{session_password, SessionTracker};
+use crate::tree::DataTree;
+use crate::watch::{ConnId, WatchManager};
+
+use super::stats::{ConnStats, ServerStats};
+
+/// Per-connection outbound queue depth. A client that lets this many frames pile up is not
+/// reading; it is disconnected rather than allowed to grow the server's memory.
+pub const OUTBOUND_QUEUE: usize = 8192;
+
+/// What the core sends to a connection's writer task.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(Bytes),
+    /// Flush what was queued, then close the socket.
+    Close,
+}
+
+/// What connection tasks send to the core.
+#[derive(Debug)]
+pub enum CoreMsg {
+    Open {
+        conn: ConnId,
+        remote: SocketAddr,
+        out: mpsc::Sender<Outbound>,
+    },
+    Connect {
+        conn: ConnId,
+        req: ConnectRequest,
+        has_read_only: bool,
+    },
+    Packet {
+        conn: ConnId,
+        xid: i32,
+        op: i32,
+        body: Bytes,
+        received: Instant,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    FourLetter {
+        word: String,
+        reply: oneshot::Sender<String>,
+    },
+    Shutdown,
+}
+
+/// The core's view of one client connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub remote: SocketAddr,
+    pub out: mpsc::Sender<Outbound>,
+    pub session_id: i64,
+    pub timeout: i32,
+    pub ids: Vec<Id>,
+    pub stats: ConnStats,
+    pub closing: bool,
+}
+
+/// Wall-clock milliseconds, as Java's `System.currentTimeMillis`.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn frame(header: &ReplyHeader, body: &[u8]) -> Bytes {
+    let mut w = Writer::with_capacity(20 + body.len());
+    let at = w.begin_frame();
+    header.encode(&mut w);
+    w.buf.extend_from_slice(body);
+    w.finish_frame(at);
+    w.into_bytes()
+}
+
+/// The standalone ZooKeeper server state machine (Java's `ZooKeeperServer` and its
+/// processor chain), driven by [`Core::run`].
+pub struct Core {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) tree: DataTree,
+    pub(crate) watches: WatchManager,
+    pub(crate) sessions: SessionTracker,
+    pub(crate) log: Box<dyn TxnLog>,
+    pending: Pending,
+    pub(crate) conns: HashMap<ConnId, Conn>,
+    session_conn: HashMap<i64, ConnId>,
+    pub(crate) last_zxid: i64,
+    pub(crate) auth: AuthConfig,
+    pub(crate) stats: ServerStats,
+    pub(crate) started: Instant,
+}
+
+impl Core {
+    pub fn new(config: Arc<ServerConfig>) -> Core {
+        let now = Instant::now();
+        let mut tree = DataTree::new();
+        tree.set_extended_types(config.extended_types_enabled());
+        let auth = AuthConfig {
+            super_digest: config.super_digest().map(str::to_owned),
+            skip_acl: config.skip_acl(),
+        };
+        Core {
+            sessions: SessionTracker::new(1, config.tick_time as u64, now),
+            config,
+            tree,
+            watches: WatchManager::new(),
+            log: Box::new(MemoryLog::default()),
+            pending: Pending::default(),
+            conns: HashMap::new(),
+            session_conn: HashMap::new(),
+            last_zxid: 0,
+            auth,
+            stats: ServerStats::default(),
+            started: now,
+        }
+    }
+
+    /// Run until a [`CoreMsg::Shutdown`] arrives or every sender is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
+        let sweep_every = Duration::from_millis(self.config.container_check_interval_ms().max(10));
+        let mut sweep =
+            tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next_expiry = self
+                .sessions
+                .next_expiry()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    None | Some(CoreMsg::Shutdown) => break,
+                    Some(m) => self.handle(m),
+                },
+                _ = tokio::time::sleep_until(next_expiry.into()) => self.expire_sessions(),
+                _ = sweep.tick() => self.sweep_containers(),
+            }
+        }
+        for c in self.conns.values() {
+            let _ = c.out.try_send(Outbound::Close);
+        }
+        tracing::info!(zxid = format_args!("{:#x}", self.last_zxid), "core stopped");
+    }
+
+    pub fn handle(&mut self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Open { conn, remote, out } => {
+                let ids = vec![auth::ip_id(remote.ip())];
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        remote,
+                        out,
+                        session_id: 0,
+                        timeout: 0,
+                        ids,
+                        stats: ConnStats::new(now_ms()),
+                        closing: false,
+                    },
+                );
+            }
+            CoreMsg::Connect {
+                conn,
+                req,
+                has_read_only,
+            } => self.connect(conn, req, has_read_only),
+            CoreMsg::Packet {
+                conn,
+                xid,
+                op,
+                body,
+                received,
+            } => self.packet(conn, xid, op, &body, received),
+            CoreMsg::Closed { conn } => self.drop_conn(conn),
+            CoreMsg::FourLetter { word, reply } => {
+                let _ = reply.send(super::four_letter::run(self, &word));
+            }
+            CoreMsg::Shutdown => {}
+        }
+    }
+
+    fn drop_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            if self.session_conn.get(&c.session_id) == Some(&conn) {
+                self.session_conn.remove(&c.session_id);
+            }
+            self.watches.remove_connection(conn);
+        }
+    }
+
+    /// Queue a frame for a connection; a connection whose queue is full is closed.
+    fn send(&mut self, conn: ConnId, bytes: Bytes) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let len = bytes.len();
+        match c.out.try_send(Outbound::Frame(bytes)) {
+            Ok(()) => {
+                c.stats.sent += 1;
+                self.stats.packets_sent += 1;
+                self.stats.record_response_size(len);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(remote = %c.remote, "client is not reading its replies; closing");
+                c.closing = true;
+                let out = c.out.clone();
+                tokio::spawn(async move {
+                    let _ = out.send(Outbound::Close).await;
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn close_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.closing = true;
+            let _ = c.out.try_send(Outbound::Close);
+        }
+    }
+
+    fn reply(&mut self, conn: ConnId, xid: i32, zxid: i64, err: ErrorCode, body: &[u8]) {
+        let h = ReplyHeader {
+            xid,
+            zxid,
+            err: err.code(),
+        };
+        self.send(conn, frame(&h, body));
+    }
+
+    // ----- handshake -------------------------------------------------------------------
+
+    fn connect(&mut self, conn: ConnId, req: ConnectRequest, has_ro: bool) {
+        let Some(remote) = self.conns.get(&conn).map(|c| c.remote) else {
+            return;
+        };
+        if req.last_zxid_seen > self.last_zxid {
+            tracing::info!(
+                %remote,
+                client_zxid = format_args!("{:#x}", req.last_zxid_seen),
+                server_zxid = format_args!("{:#x}", self.last_zxid),
+                "client has seen a newer zxid than this server; closing so it tries another"
+            );
+            self.close_conn(conn);
+            return;
+        }
+        let timeout = req
+            .time_out
+            .max(self.config.min_session_timeout)
+            .min(self.config.max_session_timeout);
+        let now = Instant::now();
+        let (session_id, valid) = if req.session_id == 0 {
+            let id = self.sessions.next_session_id();
+            self.write(id, 0, |_| Ok(Txn::CreateSession { timeout }));
+            (id, true)
+        } else {
+            let id = req.session_id;
+            let pw_ok = req.passwd.as_deref() == Some(&session_password(id)[..]);
+            let valid = pw_ok && self.sessions.touch(id, now);
+            if valid {
+                if let Some(old) = self.session_conn.get(&id).copied() {
+                    if old != conn {
+                        tracing::debug!(
+                            session = format_args!("{id:#x}"),
+                            "session moved to a new connection"
+                        );
+                        self.close_conn(old);
+                        self.watches.remove_connection(old);
+                    }
+                }
+            }
+            (id, valid)
+        };
+        let mut w = Writer::new();
+        let at = w.begin_frame();
+        if valid {
+            ConnectResponse {
+                protocol_version: 0,
+                time_out: timeout,
+                session_id,
+                passwd: Some(session_password(session_id).to_vec()),
+            }
+            .encode(&mut w);
+        } else {
+            ConnectResponse {
+                protocol_version: 0,
+                time_out: 0,
+                session_id: 0,
+                passwd: Some(vec![0; 16]),
+            }
+            .encode(&mut w);
+        }
+        if has_ro {
+            w.bool(false);
+        }
+        w.finish_frame(at);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if valid {
+                c.session_id = session_id;
+                c.timeout = timeout;
+            }
+        }
+        self.send(conn, w.into_bytes());
+        if valid {
+            self.session_conn.insert(session_id, conn);
+            tracing::debug!(%remote, session = format_args!("{session_id:#x}"), timeout, "session established");
+        } else {
+            tracing::info!(%remote, session = format_args!("{:#x}", req.session_id), "invalid or expired session");
+            self.close_conn(conn);
+        }
+    }
+
+    // ----- requests --------------------------------------------------------------------
+
+    fn packet(&mut self, conn: ConnId, xid: i32, op_raw: i32, body: &[u8], received: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.session_id == 0 || c.closing {
+            return;
+        }
+        let session_id = c.session_id;
+        let remote = c.remote;
+        c.stats.recved += 1;
+        self.stats.packets_received += 1;
+        let op = OpCode::from_i32(op_raw);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stats.last_op = op.map(OpCode::short_name).unwrap_or("NA");
+            if xid > 0 {
+                c.stats.last_cxid = xid;
+            }
+        }
+        if !self.sessions.touch(session_id, Instant::now()) {
+            // The session expired (or is closing) under this connection.
+            self.reply(conn, xid, self.last_zxid, ErrorCode::SessionExpired, &[]);
+            self.close_conn(conn);
+            return;
+        }
+        let mut r = Reader::new(body);
+        match op {
+            Some(OpCode::Ping) => {
+                self.reply(conn, xid, self.last_zxid, ErrorCode::Ok, &[]);
+            }
+            Some(OpCode::Auth) => self.auth_packet(conn, xid, remote, &mut r),
+            Some(OpCode::SetWatches) | Some(OpCode::SetWatches2) => {
+                self.set_watches(conn, xid, op == Some(OpCode::SetWatches2), &mut r)
+            }
+            Some(OpCode::CloseSession) => {
+                let (entry, _) = self.write(session_id, xid, |p| Ok(p.close_session()));
+                self.reply(conn, xid, entry.header.zxid, ErrorCode::Ok, &[]);
+                self.finish_close_session(session_id);
+                self.close_conn(conn);
+            }
+            Some(OpCode::Reconfig) => {
+                let err = if self.config.reconfig_enabled {
+                    ErrorCode::Unimplemented
+                } else {
+                    ErrorCode::ReconfigDisabled
+                };
+                self.reply(conn, xid, self.last_zxid, err, &[]);
+            }
+            Some(
+                op @ (OpCode::Create
+                | OpCode::Create2
+                | OpCode::CreateContainer
+                | OpCode::CreateTtl
+                | OpCode::Delete
+                | OpCode::DeleteContainer
+                | OpCode::SetData
+                | OpCode::SetAcl),
+            ) => {
+                let decoded = WriteRequest::decode(op, &mut r);
+                let (entry, result) = self.write(session_id, xid, |p| match decoded {
+                    Ok(req) => p.prep(req),
+                    Err(_) => Err(ErrorCode::MarshallingError),
+                });
+                self.write_reply(conn, xid, op, &entry, &result);
+            }
+            Some(OpCode::Multi) => {
+                let decoded = WriteRequest::decode_multi(&mut r);
+                let (entry, result) = self.write(session_id, xid, |p| match decoded {
+                    Ok(ops) => Ok(p.prep_multi(ops)),
+                    Err(_) => Err(ErrorCode::MarshallingError),
+                });
+                self.write_reply(conn, xid, OpCode::Multi, &entry, &result);
+            }
+            Some(
+                op @ (OpCode::Exists
+                | OpCode::GetData
+                | OpCode::GetChildren
+                | OpCode::GetChildren2
+                | OpCode::GetAcl
+                | OpCode::Sync
+                | OpCode::GetAllChildrenNumber
+                | OpCode::GetEphemerals
+                | OpCode::WhoAmI
+                | OpCode::CheckWatches
+                | OpCode::RemoveWatches
+                | OpCode::AddWatch
+                | OpCode::MultiRead),
+            ) => {
+                let ids = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| c.ids.clone())
+                    .unwrap_or_default();
+                let mut out = Writer::new();
+                let res = Reads {
+                    tree: &self.tree,
+                    watches: &mut self.watches,
+                    auth: &self.auth,
+                    ids: &ids,
+                    conn,
+                    session_id,
+                }
+                .read(op, &mut r, &mut out);
+                let zxid = self.last_zxid;
+                match res {
+                    Ok(()) => self.reply(conn, xid, zxid, ErrorCode::Ok, &out.buf),
+                    Err(ReadError::Code(e)) => self.reply(conn, xid, zxid, e, &[]),
+                    Err(ReadError::Decode(e)) => {
+                        tracing::info!(%remote, error = %e, "undecodable request; closing");
+                        self.reply(conn, xid, zxid, ErrorCode::MarshallingError, &[]);
+                        self.close_conn(conn);
+                    }
+                }
+            }
+            _ => {
+                tracing::info!(%remote, op = op_raw, "unsupported opcode; closing");
+                self.reply(conn, xid, self.last_zxid, ErrorCode::Unimplemented, &[]);
+                self.close_conn(conn);
+            }
+        }
+        let lat = received.elapsed().as_millis() as i64;
+        self.stats.record_latency(lat);
+        let zxid = self.last_zxid;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stats.record(lat, zxid, now_ms());
+        }
+    }
+
+    fn write_reply(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        op: OpCode,
+        entry: &TxnEntry,
+        res: &OpResult,
+    ) {
+        let zxid = entry.header.zxid;
+        match res {
+            OpResult::Error(e) => self.reply(conn, xid, zxid, *e, &[]),
+            _ => {
+                let mut out = Writer::new();
+                encode_write_result(op, res, &mut out);
+                self.reply(conn, xid, zxid, ErrorCode::Ok, &out.buf);
+            }
+        }
+    }
+
+    /// prep → log → apply for one write. Every write, failed or not, consumes a zxid.
+    fn write(
+        &mut self,
+        session_id: i64,
+        cxid: i32,
+        prep: impl FnOnce(&mut Prep<'_>) -> Result<Txn, ErrorCode>,
+    ) -> (TxnEntry, OpResult) {
+        let zxid = self.last_zxid + 1;
+        let ids = self
+            .session_conn
+            .get(&session_id)
+            .and_then(|c| self.conns.get(c))
+            .map(|c| c.ids.clone())
+            .unwrap_or_default();
+        let txn = {
+            let mut p = Prep {
+                tree: &self.tree,
+                pending: &mut self.pending,
+                auth: &self.auth,
+                ids: &ids,
+                session_id,
+                extended_types: self.config.extended_types_enabled(),
+                zxid,
+            };
+            prep(&mut p).unwrap_or_else(Txn::Error)
+        };
+        self.pending.clear();
+        let entry = TxnEntry {
+            header: TxnHeader {
+                client_id: session_id,
+                cxid,
+                zxid,
+                time: now_ms(),
+            },
+            txn,
+        };
+        if let Err(e) = self.log.append(&entry).and_then(|_| self.log.sync()) {
+            // Without the log we cannot acknowledge anything: stop rather than lie.
+            tracing::error!(error = %e, "txn log failed; shutting down");
+            std::process::exit(2);
+        }
+        self.last_zxid = zxid;
+        let mut fired = Vec::new();
+        let result = Applier {
+            tree: &mut self.tree,
+            watches: &mut self.watches,
+            fired: &mut fired,
+        }
+        .apply(&entry);
+        match &entry.txn {
+            Txn::CreateSession { timeout } => {
+                self.sessions
+                    .add_session(session_id, *timeout, Instant::now());
+            }
+            Txn::CloseSession { .. } => self.sessions.remove(session_id),
+            _ => {}
+        }
+        self.deliver(&fired, zxid);
+        (entry, result)
+    }
+
+    /// Send watch events to every registered connection that may READ the node.
+    fn deliver(&mut self, fired: &[Fired], zxid: i64) {
+        for f in fired {
+            let body = {
+                let mut w = Writer::new();
+                WatcherEvent {
+                    event_type: f.event as i32,
+                    state: STATE_SYNC_CONNECTED,
+                    path: f.path.clone(),
+                }
+                .encode(&mut w);
+                w.buf
+            };
+            let h = ReplyHeader {
+                xid: -1,
+                zxid,
+                err: 0,
+            };
+            let bytes = frame(&h, &body);
+            for conn in &f.conns {
+                let allowed = match self.conns.get(conn) {
+                    Some(c) => auth::check_acl(&self.auth, &f.acl, Perms::READ, &c.ids),
+                    None => false,
+                };
+                if allowed {
+                    self.send(*conn, bytes.clone());
+                }
+            }
+        }
+    }
+
+    fn finish_close_session(&mut self, session_id: i64) {
+        self.session_conn.remove(&session_id);
+    }
+
+    /// Java echoes the request's xid (the Java client sends −4, others their next xid).
+    fn auth_packet(&mut self, conn: ConnId, xid: i32, remote: SocketAddr, r: &mut Reader<'_>) {
+        let res = AuthPacket::decode(r).map_err(|_| ()).and_then(|p| {
+            auth::authenticate(
+                &self.auth,
+                &p.scheme,
+                p.auth.as_deref().unwrap_or(&[]),
+                remote.ip(),
+            )
+            .map_err(|e| {
+                tracing::info!(%remote, scheme = %p.scheme, error = %e, "authentication failed");
+            })
+        });
+        match res {
+            Ok(new_ids) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    for id in new_ids {
+                        if !c.ids.contains(&id) {
+                            c.ids.push(id);
+                        }
+                    }
+                }
+                self.reply(conn, xid, 0, ErrorCode::Ok, &[]);
+            }
+            Err(()) => {
+                self.stats.auth_failed += 1;
+                self.reply(conn, xid, 0, ErrorCode::AuthFailed, &[]);
+                self.close_conn(conn);
+            }
+        }
+    }
+
+    fn set_watches(&mut self, conn: ConnId, xid: i32, v2: bool, r: &mut Reader<'_>) {
+        let sw = if v2 {
+            SetWatches2::decode(r)
+        } else {
+            SetWatches::decode(r).map(|s| SetWatches2 {
+                relative_zxid: s.relative_zxid,
+                data_watches: s.data_watches,
+                exist_watches: s.exist_watches,
+                child_watches: s.child_watches,
+                ..Default::default()
+            })
+        };
+        let Ok(sw) = sw else {
+            self.reply(conn, xid, self.last_zxid, ErrorCode::MarshallingError, &[]);
+            self.close_conn(conn);
+            return;
+        };
+        let rel = sw.relative_zxid;
+        let mut events: Vec<(EventType, String)> = Vec::new();
+        for p in sw.data_watches {
+            match self.tree.node(&p) {
+                None => events.push((EventType::NodeDeleted, p)),
+                Some(n) if n.stat.mzxid > rel => events.push((EventType::NodeDataChanged, p)),
+                Some(_) => self.watches.add_data_watch(&p, conn),
+            }
+        }
+        for p in sw.exist_watches {
+            if self.tree.node(&p).is_some() {
+                events.push((EventType::NodeCreated, p));
+            } else {
+                self.watches.add_data_watch(&p, conn);
+            }
+        }
+        for p in sw.child_watches {
+            match self.tree.node(&p) {
+                None => events.push((EventType::NodeDeleted, p)),
+                Some(n) if n.stat.pzxid > rel => events.push((EventType::NodeChildrenChanged, p)),
+                Some(_) => self.watches.add_child_watch(&p, conn),
+            }
+        }
+        for p in sw.persistent_watches {
+            self.watches.add_persistent(&p, conn, false);
+        }
+        for p in sw.persistent_recursive_watches {
+            self.watches.add_persistent(&p, conn, true);
+        }
+        for (ev, path) in events {
+            let mut w = Writer::new();
+            WatcherEvent {
+                event_type: ev as i32,
+                state: STATE_SYNC_CONNECTED,
+                path,
+            }
+            .encode(&mut w);
+            let h = ReplyHeader {
+                xid: -1,
+                zxid: -1,
+                err: 0,
+            };
+            self.send(conn, frame(&h, &w.buf));
+        }
+        self.reply(conn, xid, self.last_zxid, ErrorCode::Ok, &[]);
+    }
+
+    // ----- timers ----------------------------------------------------------------------
+
+    fn expire_sessions(&mut self) {
+        let expired = self.sessions.expired(Instant::now());
+        for id in expired {
+            tracing::info!(session = format_args!("{id:#x}"), "session expired");
+            self.write(id, 0, |p| Ok(p.close_session()));
+            if let Some(conn) = self.session_conn.remove(&id) {
+                self.close_conn(conn);
+            }
+        }
+    }
+
+    /// Java's ContainerManager: delete empty containers that once had children, and TTL nodes
+    /// without children whose TTL has passed since their last modification.
+    fn sweep_containers(&mut self) {
+        let now = now_ms();
+        let extended = self.config.extended_types_enabled();
+        let never_used = self.config.max_never_used_interval_ms() as i64;
+        let mut doomed = Vec::new();
+        for path in self.tree.containers() {
+            if let Some(n) = self.tree.node(&path) {
+                if n.children.is_empty()
+                    && (n.stat.cversion > 0 || (never_used > 0 && now - n.stat.mtime > never_used))
+                {
+                    doomed.push(path);
+                }
+            }
+        }
+        for path in self.tree.ttls() {
+            if let Some(n) = self.tree.node(&path) {
+                if let EphemeralKind::Ttl(ttl) = EphemeralKind::of(n.stat.ephemeral_owner, extended)
+                {
+                    if n.children.is_empty() && now - n.stat.mtime > ttl {
+                        doomed.push(path);
+                    }
+                }
+            }
+        }
+        doomed.truncate(self.config.container_max_per_minute() as usize);
+        for path in doomed {
+            let (entry, _) = self.write(0, 0, |p| {
+                p.prep(WriteRequest::DeleteContainer(path.clone()))
+            });
+            if let Txn::DeleteContainer { path } = &entry.txn {
+                tracing::debug!(%path, "container/TTL node removed");
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The DataTree: every znode, its data, ACL and Stat, plus the indexes the server needs
+//! (ephemerals by session, containers, TTL nodes, quota roots).
+//!
+//! Pure data: no watches, no ACL checks, no clock. Mutations take the zxid and time that prep
+//! put in the txn, so every replica that applies the same txns holds the same tree.
+
+mod acl_cache;
+mod path;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::jute::codes::{EphemeralKind, Perms};
+use crate::jute::records::{Acl, Stat};
+
+pub use acl_cache::{AclCache, OPEN_UNSAFE_ACL_REF};
+pub use path::{parent_and_name, sequential_suffix, validate_path};
+
+/// The quota tree's root.
+pub const QUOTA_ROOT: &str = "/zookeeper/quota";
+/// Name of the node holding a quota's limits.
+pub const QUOTA_LIMITS: &str = "zookeeper_limits";
+/// Name of the node holding a quota root's usage, kept current by the tree.
+pub const QUOTA_STATS: &str = "zookeeper_stats";
+
+/// A node's persisted metadata (Java's `StatPersisted`): what snapshots store; the
+/// client-visible [`Stat`] is derived from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatPersisted {
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    /// Stored cversion counts child creations only.
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub pzxid: i64,
+}
+
+/// One znode.
+#[derive(Clone, Debug, Default)]
+pub struct Node {
+    /// `None` is a null buffer, distinct from empty data on the wire and in snapshots.
+    pub data: Option<Bytes>,
+    /// Reference into the tree's [`AclCache`].
+    pub acl: i64,
+    pub stat: StatPersisted,
+    /// Child names (not full paths).
+    pub children: HashSet<String>,
+}
+
+/// A txn that disagrees with the tree (prep should have caught it).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TreeError {
+    #[error("no node {0}")]
+    NoNode(String),
+    #[error("node {0} already exists")]
+    NodeExists(String),
+    #[error("node {0} has children")]
+    NotEmpty(String),
+}
+
+/// The in-memory znode store.
+#[derive(Debug)]
+pub struct DataTree {
+    nodes: HashMap<String, Node>,
+    acls: AclCache,
+    ephemerals: HashMap<i64, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    quota_roots: BTreeSet<String>,
+    data_size: u64,
+    extended_types: bool,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn key(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+fn child_path(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+impl DataTree {
+    /// A fresh tree with Java's system nodes.
+    pub fn new() -> DataTree {
+        let mut t = DataTree {
+            nodes: HashMap::new(),
+            acls: AclCache::default(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            quota_roots: BTreeSet::new(),
+            data_size: 0,
+            extended_types: false,
+        };
+        t.nodes.insert(
+            "/".into(),
+            Node {
+                data: Some(Bytes::new()),
+                acl: OPEN_UNSAFE_ACL_REF,
+                ..Default::default()
+            },
+        );
+        let config_acl = t.acls.intern(&[Acl::new(Perms::READ, "world", "anyone")]);
+        for (path, acl) in [
+            ("/zookeeper", OPEN_UNSAFE_ACL_REF),
+            (QUOTA_ROOT, OPEN_UNSAFE_ACL_REF),
+            ("/zookeeper/config", config_acl),
+        ] {
+            let (parent, name) = parent_and_name(path);
+            if let Some(p) = t.nodes.get_mut(parent) {
+                p.children.insert(name.to_owned());
+            }
+            t.data_size += path.len() as u64;
+            t.nodes.insert(
+                path.to_owned(),
+                Node {
+                    data: Some(Bytes::new()),
+                    acl,
+                    ..Default::default()
+                },
+            );
+        }
+        t
+    }
+
+    /// `zookeeper.extendedTypesEnabled`: decides whether `0xFF…` owners are TTLs.
+    pub fn set_extended_types(&mut self, on: bool) {
+        self.extended_types = on;
+    }
+
+    pub fn node(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(key(path))
+    }
+
+    /// The client-visible Stat of a node.
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.node(path).map(|n| self.client_stat(n))
+    }
+
+    fn client_stat(&self, n: &Node) -> Stat {
+        let s = &n.stat;
+        let num_children = n.children.len() as i32;
+        let ephemeral_owner = match EphemeralKind::of(s.ephemeral_owner, self.extended_types) {
+            EphemeralKind::Session(id) => id,
+            _ => 0,
+        };
+        Stat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion.wrapping_mul(2).wrapping_sub(num_children),
+            aversion: s.aversion,
+            ephemeral_owner,
+            data_length: n.data.as_ref().map(|d| d.len() as i32).unwrap_or(0),
+            num_children,
+            pzxid: s.pzxid,
+        }
+    }
+
+    pub fn acl(&self, path: &str) -> Option<&[Acl]> {
+        self.node(path).map(|n| self.acls.get(n.acl))
+    }
+
+    pub fn children(&self, path: &str) -> Option<Vec<String>> {
+        self.node(path)
+            .map(|n| n.children.iter().cloned().collect())
+    }
+
+    fn index(&mut self, path: &str, owner: i64) {
+        match EphemeralKind::of(owner, self.extended_types) {
+            EphemeralKind::Session(id) => {
+                self.ephemerals
+                    .entry(id)
+                    .or_default()
+                    .insert(path.to_owned());
+            }
+            EphemeralKind::Container => {
+                self.containers.insert(path.to_owned());
+            }
+            EphemeralKind::Ttl(_) => {
+                self.ttls.insert(path.to_owned());
+            }
+            EphemeralKind::Persistent => {}
+        }
+    }
+
+    fn unindex(&mut self, path: &str, owner: i64) {
+        match EphemeralKind::of(owner, self.extended_types) {
+            EphemeralKind::Session(id) => {
+                if let Some(set) = self.ephemerals.get_mut(&id) {
+                    set.remove(path);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&id);
+                    }
+                }
+            }
+            EphemeralKind::Container => {
+                self.containers.remove(path);
+            }
+            EphemeralKind::Ttl(_) => {
+                self.ttls.remove(path);
+            }
+            EphemeralKind::Persistent => {}
+        }
+    }
+
+    /// Add a node. `parent_cversion` is the parent's new stored cversion (from prep).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_node(
+        &mut self,
+        path: &str,
+        data: Option<Bytes>,
+        acl: Vec<Acl>,
+        ephemeral_owner: i64,
+        parent_cversion: i32,
+        zxid: i64,
+        time: i64,
+    ) -> Result<(), TreeError> {
+        let (parent_path, name) = parent_and_name(path);
+        if self.nodes.contains_key(path) {
+            return Err(TreeError::NodeExists(path.to_owned()));
+        }
+        let parent = self
+            .nodes
+            .get_mut(parent_path)
+            .ok_or_else(|| TreeError::NoNode(parent_path.to_owned()))?;
+        let parent_cversion = if parent_cversion == -1 {
+            parent.stat.cversion.wrapping_add(1)
+        } else {
+            parent_cversion
+        };
+        parent.children.insert(name.to_owned());
+        if parent_cversion > parent.stat.cversion {
+            parent.stat.cversion = parent_cversion;
+            parent.stat.pzxid = zxid;
+        }
+        let acl_ref = self.acls.intern(&acl);
+        let len = data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
+        self.data_size += (path.len() as i64 + len) as u64;
+        self.nodes.insert(
+            path.to_owned(),
+            Node {
+                data,
+                acl: acl_ref,
+                stat: StatPersisted {
+                    czxid: zxid,
+                    mzxid: zxid,
+                    ctime: time,
+                    mtime: time,
+                    ephemeral_owner,
+                    pzxid: zxid,
+                    ..Default::default()
+                },
+                children: HashSet::new(),
+            },
+        );
+        self.index(path, ephemeral_owner);
+        self.quota_after_create(path, parent_path, name, len);
+        Ok(())
+    }
+
+    /// Remove a leaf node.
+    pub fn delete_node(&mut self, path: &str, zxid: i64) -> Result<(), TreeError> {
+        let (parent_path, name) = parent_and_name(path);
+        let node = self
+            .nodes
+            .get(path)
+            .ok_or_else(|| TreeError::NoNode(path.to_owned()))?;
+        if !node.children.is_empty() {
+            return Err(TreeError::NotEmpty(path.to_owned()));
+        }
+        let Some(node) = self.nodes.remove(path) else {
+            return Err(TreeError::NoNode(path.to_owned()));
+        };
+        if let Some(parent) = self.nodes.get_mut(parent_path) {
+            parent.children.remove(name);
+            if zxid > parent.stat.pzxid {
+                parent.stat.pzxid = zxid;
+            }
+        }
+        self.acls.release(node.acl);
+        let len = node.data.as_ref().map(|d| d.len()).unwrap_or(0) as u64;
+        self.data_size = self.data_size.saturating_sub(path.len() as u64 + len);
+        self.unindex(path, node.stat.ephemeral_owner);
+        if parent_path.starts_with(QUOTA_ROOT) && name == QUOTA_LIMITS {
+            self.quota_roots.remove(&parent_path[QUOTA_ROOT.len()..]);
+        }
+        if let Some(root) = self.quota_root_of(path) {
+            self.bump_quota(&root, -(len as i64), -1);
+        }
+        Ok(())
+    }
+
+    /// Replace a node's data; `version` is the new version prep computed.
+    pub fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<Bytes>,
+        version: i32,
+        zxid: i64,
+        time: i64,
+    ) -> Result<Stat, TreeError> {
+        let n = self
+            .nodes
+            .get_mut(path)
+            .ok_or_else(|| TreeError::NoNode(path.to_owned()))?;
+        let old = n.data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
+        let new = data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
+        n.data = data;
+        n.stat.version = version;
+        n.stat.mzxid = zxid;
+        n.stat.mtime = time;
+        self.data_size = (self.data_size as i64 + new - old).max(0) as u64;
+        if let Some(root) = self.quota_root_of(path) {
+            self.bump_quota(&root, new - old, 0);
+        }
+        self.stat(path)
+            .ok_or_else(|| TreeError::NoNode(path.to_owned()))
+    }
+
+    /// Replace a node's ACL; `aversion` is the new ACL version prep computed.
+    pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> Result<Stat, TreeError> {
+        let new_ref = self.acls.intern(&acl);
+        let Some(n) = self.nodes.get_mut(path) else {
+            self.acls.release(new_ref);
+            return Err(TreeError::NoNode(path.to_owned()));
+        };
+        let old_ref = std::mem::replace(&mut n.acl, new_ref);
+        n.stat.aversion = aversion;
+        self.acls.release(old_ref);
+        self.stat(path)
+            .ok_or_else(|| TreeError::NoNode(path.to_owned()))
+    }
+
+    /// Paths of the ephemerals a session owns, sorted.
+    pub fn ephemerals(&self, session_id: i64) -> Vec<String> {
+        self.ephemerals
+            .get(&session_id)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn sessions_with_ephemerals(&self) -> Vec<(i64, Vec<String>)> {
+        let mut v: Vec<(i64, Vec<String>)> = self
+            .ephemerals
+            .iter()
+            .map(|(k, s)| (*k, s.iter().cloned().collect()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn containers(&self) -> Vec<String> {
+        self.containers.iter().cloned().collect()
+    }
+
+    pub fn ttls(&self) -> Vec<String> {
+        self.ttls.iter().cloned().collect()
+    }
+
+    /// getAllChildrenNumber: every descendant.
+    pub fn count_descendants(&self, path: &str) -> Option<i32> {
+        let path = key(path);
+        if path == "/" {
+            return Some(self.node_count() as i32 - 2);
+        }
+        let mut count = 0i32;
+        let mut stack = vec![path.to_owned()];
+        while let Some(p) = stack.pop() {
+            let n = self.nodes.get(&p)?;
+            for c in &n.children {
+                count += 1;
+                stack.push(child_path(&p, c));
+            }
+        }
+        Some(count)
+    }
+
+    /// Node count as Java reports it (its map holds the root twice, as "" and "/").
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() + 1
+    }
+
+    /// Sum of path and data lengths (`zk_approximate_data_size`).
+    pub fn approximate_data_size(&self) -> u64 {
+        self.data_size
+    }
+
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
+    }
+
+    /// The interned ACL lists (for snapshots).
+    pub fn acl_cache_entries(&self) -> Vec<(i64, Vec<Acl>)> {
+        self.acls.entries()
+    }
+
+    // ----- quotas ----------------------------------------------------------------------
+
+    /// The deepest quota root at or above `path`, if any.
+    fn quota_root_of(&self, path: &str) -> Option<String> {
+        if self.quota_roots.is_empty() || path.starts_with(QUOTA_ROOT) {
+            return None;
+        }
+        let mut p = Some(path);
+        while let Some(cur) = p {
+            if self.quota_roots.contains(cur) {
+                return Some(cur.to_owned());
+            }
+            p = if cur == "/" {
+                None
+            } else {
+                Some(parent_and_name(cur).0)
+            };
+        }
+        None
+    }
+
+    fn quota_after_create(&mut self, path: &str, parent_path: &str, name: &str, len: i64) {
+        if let Some(quota_path) = parent_path.strip_prefix(QUOTA_ROOT) {
+            if name == QUOTA_LIMITS {
+                self.quota_roots.insert(quota_path.to_owned());
+            }
+            if name == QUOTA_LIMITS || name == QUOTA_STATS {
+                self.recount_quota(quota_path);
+            }
+            return;
+        }
+        if let Some(root) = self.quota_root_of(path) {
+            self.bump_quota(&root, len, 1);
+        }
+    }
+
+    fn stats_node_path(root: &str) -> String {
+        format!("{QUOTA_ROOT}{root}/{QUOTA_STATS}")
+    }
+
+    fn write_quota_stats(&mut self, root: &str, count: i64, bytes: i64) {
+        let p = Self::stats_node_path(root);
+        let text = format!("count={count},bytes={bytes}");
+        if let Some(n) = self.nodes.get_mut(&p) {
+            let old = n.data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
+            self.data_size = (self.data_size as i64 + text.len() as i64 - old).max(0) as u64;
+            n.data = Some(Bytes::from(text));
+        }
+    }
+
+    /// Recompute a quota root's usage from its subtree.
+    fn recount_quota(&mut self, root: &str) {
+        if !self.nodes.contains_key(root) {
+            return;
+        }
+        let (mut count, mut bytes) = (0i64, 0i64);
+        let mut stack = vec![root.to_owned()];
+        while let Some(p) = stack.pop() {
+            if let Some(n) = self.nodes.get(&p) {
+                count += 1;
+                bytes += n.data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
+                stack.extend(n.children.iter().map(|c| child_path(&p, c)));
+            }
+        }
+        self.write_quota_stats(root, count, bytes);
+    }
+
+    fn bump_quota(&mut self, root: &str, bytes: i64, count: i64) {
+        let p = Self::stats_node_path(root);
+        let Some(n) = self.nodes.get(&p) else {
+            return;
+        };
+        let text = n
+            .data
+            .as_ref()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .unwrap_or_default();
+        let (mut c, mut b) = (0i64, 0i64);
+        for part in text.split(',') {
+            match part.split_once('=') {
+                Some(("count", v)) => c = v.trim().parse().unwrap_or(0),
+                Some(("bytes", v)) => b = v.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        self.write_quota_stats(root, c + count, b + bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests;
