@@ -409,10 +409,8 @@ impl Prep<'_> {
         let mut paths = self.tree.ephemerals(self.session_id);
         for (p, rec) in &self.pending.records {
             match rec {
-                Some(r) if r.stat.ephemeral_owner == self.session_id => {
-                    if !paths.contains(p) {
-                        paths.push(p.clone());
-                    }
+                Some(r) if r.stat.ephemeral_owner == self.session_id && !paths.contains(p) => {
+                    paths.push(p.clone());
                 }
                 None => paths.retain(|x| x != p),
                 _ => {}

@@ -55,7 +55,7 @@ pub fn run(core: &mut Core, word: &str) -> String {
     match word {
         "ruok" => s.push_str("imok"),
         "isro" => s.push_str("rw"),
-        "gtmk" | "stmk" => s.push_str("0"),
+        "gtmk" | "stmk" => s.push('0'),
         "srvr" => server_stats(core, &mut s, false),
         "stat" => server_stats(core, &mut s, true),
         "cons" => {
