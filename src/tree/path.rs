@@ -10,9 +10,11 @@ pub fn parent_and_name(path: &str) -> (&str, &str) {
 }
 
 fn bad_char(c: char) -> bool {
-    // Surrogates cannot occur in a Rust string; the rest of Java's U+D800–U+F8FF range can.
+    // Java sees a character outside the BMP as a surrogate pair, which its U+D800–U+F8FF
+    // rule refuses; surrogates themselves cannot occur in a Rust string.
     matches!(c,
         '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{e000}'..='\u{f8ff}' | '\u{fff0}'..='\u{ffff}')
+        || c > '\u{ffff}'
 }
 
 /// Java's `PathUtils.validatePath`; `sequential` allows a trailing '/' (the suffix follows).

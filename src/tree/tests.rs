@@ -68,7 +68,16 @@ fn path_validation() {
         assert!(validate_path(ok, false), "{ok}");
     }
     for bad in [
-        "", "a", "/a/", "//", "/a//b", "/.", "/a/..", "/a\u{0}", "/a\u{1}",
+        "",
+        "a",
+        "/a/",
+        "//",
+        "/a//b",
+        "/.",
+        "/a/..",
+        "/a\u{0}",
+        "/a\u{1}",
+        "/\u{1f600}",
     ] {
         assert!(!validate_path(bad, false), "{bad:?}");
     }
