@@ -15,7 +15,9 @@ trap 'stop_pid "${JAVA_ZK_PID:-}"; stop_pid "${FK_PID:-}"; rm -rf "$work"' EXIT
 
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  for d in */run.sh; do suites+=("${d%/run.sh}"); done
+  for d in */run.sh; do
+    [ "$d" = differential/run.sh ] || suites+=("${d%/run.sh}")
+  done
 fi
 
 start_java_zk "$JAVA_PORT" "$work/java" || { log "Java ZooKeeper failed to start"; exit 1; }
@@ -40,6 +42,17 @@ for suite in "${suites[@]}"; do
     fi
   done
 done
+if [ $# -eq 0 ]; then
+  # Both servers must be fresh for the differential test: it compares zxids too.
+  stop_pid "$JAVA_ZK_PID"; stop_pid "$FK_PID"
+  log "=== differential test (Java 3.9 vs ferrokeeper)"
+  if timeout 900 bash differential/run.sh "${DIFF_SEED:-$(date +%s)}" "${DIFF_OPS:-10000}"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("differential")
+  fi
+fi
 log "suite runs failed: ${failures[*]:-none}"
 echo "compat: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
