@@ -316,3 +316,127 @@ async fn container_is_swept_after_its_last_child_goes() {
     assert!(gone, "empty container removed by the sweep");
     s.shutdown().await;
 }
+
+async fn read_frame(t: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), t.read_exact(&mut len))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+    t.read_exact(&mut buf).await.unwrap();
+    buf
+}
+
+#[tokio::test]
+async fn pre_3_4_clients_get_no_read_only_byte() {
+    let s = start("").await;
+    let mut t = TcpStream::connect(s.addr).await.unwrap();
+    let mut f = connect_frame(0, &[0u8; 16]);
+    f.pop(); // no readOnly byte, as a 3.3 client sends
+    let n = (f.len() - 4) as i32;
+    f[0..4].copy_from_slice(&n.to_be_bytes());
+    t.write_all(&f).await.unwrap();
+    let resp = read_frame(&mut t).await;
+    assert_eq!(resp.len(), 4 + 4 + 8 + 4 + 16, "no trailing readOnly byte");
+    let mut t2 = TcpStream::connect(s.addr).await.unwrap();
+    t2.write_all(&connect_frame(0, &[0u8; 16])).await.unwrap();
+    assert_eq!(read_frame(&mut t2).await.len(), 4 + 4 + 8 + 4 + 16 + 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn session_timeout_is_negotiated_into_bounds() {
+    let s = start("").await; // tickTime 500: bounds 1000..=10000
+    for (asked, got) in [(100, 1000), (5000, 5000), (99999, 10000)] {
+        let mut t = TcpStream::connect(s.addr).await.unwrap();
+        let mut f = connect_frame(0, &[0u8; 16]);
+        f[16..20].copy_from_slice(&(asked as i32).to_be_bytes());
+        t.write_all(&f).await.unwrap();
+        let resp = read_frame(&mut t).await;
+        assert_eq!(
+            i32::from_be_bytes(resp[4..8].try_into().unwrap()),
+            got,
+            "asked {asked}"
+        );
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_client_cnxns_is_enforced_per_ip() {
+    let s = start("maxClientCnxns=2\n").await;
+    let _a = client(&s).await;
+    let _b = client(&s).await;
+    let mut t = TcpStream::connect(s.addr).await.unwrap();
+    t.write_all(&connect_frame(0, &[0u8; 16])).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), t.read_to_end(&mut buf)).await;
+    assert!(buf.is_empty(), "third connection from one IP is refused");
+    drop(_b);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _c = client(&s).await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn set_watches_fires_what_the_client_missed() {
+    let s = start("").await;
+    let c = client(&s).await;
+    c.create("/sw", b"1", &open()).await.unwrap();
+    c.create("/sw/kid", b"", &open()).await.unwrap();
+    c.create("/sw-stays", b"", &open()).await.unwrap();
+    let (_, st) = c.get_data("/sw-stays").await.unwrap();
+    c.set_data("/sw", b"2", None).await.unwrap();
+    // A raw session that "reconnects" having last seen /sw-stays's zxid.
+    let mut t = TcpStream::connect(s.addr).await.unwrap();
+    t.write_all(&connect_frame(0, &[0u8; 16])).await.unwrap();
+    read_frame(&mut t).await;
+    let mut body = Vec::new();
+    body.extend_from_slice(&(-8i32).to_be_bytes());
+    body.extend_from_slice(&101i32.to_be_bytes());
+    body.extend_from_slice(&st.mzxid.to_be_bytes());
+    let list = |paths: &[&str], out: &mut Vec<u8>| {
+        out.extend_from_slice(&(paths.len() as i32).to_be_bytes());
+        for p in paths {
+            out.extend_from_slice(&(p.len() as i32).to_be_bytes());
+            out.extend_from_slice(p.as_bytes());
+        }
+    };
+    list(&["/sw", "/sw-stays", "/gone"], &mut body); // data watches
+    list(&["/sw/kid", "/nothing"], &mut body); // exist watches
+    list(&[], &mut body); // child watches
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
+    f.extend(body);
+    t.write_all(&f).await.unwrap();
+    let mut events = Vec::new();
+    loop {
+        let fr = read_frame(&mut t).await;
+        let xid = i32::from_be_bytes(fr[0..4].try_into().unwrap());
+        if xid == -8 {
+            break;
+        }
+        assert_eq!(xid, -1);
+        assert_eq!(
+            i64::from_be_bytes(fr[4..12].try_into().unwrap()),
+            -1,
+            "catch-up events carry zxid -1"
+        );
+        let ty = i32::from_be_bytes(fr[16..20].try_into().unwrap());
+        let plen = i32::from_be_bytes(fr[24..28].try_into().unwrap()) as usize;
+        events.push((ty, String::from_utf8(fr[28..28 + plen].to_vec()).unwrap()));
+    }
+    assert_eq!(
+        events,
+        vec![
+            (3, "/sw".to_string()),
+            (2, "/gone".to_string()),
+            (1, "/sw/kid".to_string())
+        ]
+    );
+    // The registered ones still fire later.
+    c.create("/nothing", b"", &open()).await.unwrap();
+    let fr = read_frame(&mut t).await;
+    assert_eq!(i32::from_be_bytes(fr[16..20].try_into().unwrap()), 1);
+    s.shutdown().await;
+}
