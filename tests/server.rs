@@ -351,7 +351,7 @@ async fn session_timeout_is_negotiated_into_bounds() {
     for (asked, got) in [(100, 1000), (5000, 5000), (99999, 10000)] {
         let mut t = TcpStream::connect(s.addr).await.unwrap();
         let mut f = connect_frame(0, &[0u8; 16]);
-        f[16..20].copy_from_slice(&(asked as i32).to_be_bytes());
+        f[16..20].copy_from_slice(&asked.to_be_bytes());
         t.write_all(&f).await.unwrap();
         let resp = read_frame(&mut t).await;
         assert_eq!(
