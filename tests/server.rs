@@ -348,7 +348,7 @@ async fn pre_3_4_clients_get_no_read_only_byte() {
 #[tokio::test]
 async fn session_timeout_is_negotiated_into_bounds() {
     let s = start("").await; // tickTime 500: bounds 1000..=10000
-    for (asked, got) in [(100, 1000), (5000, 5000), (99999, 10000)] {
+    for (asked, got) in [(100i32, 1000), (5000, 5000), (99999, 10000)] {
         let mut t = TcpStream::connect(s.addr).await.unwrap();
         let mut f = connect_frame(0, &[0u8; 16]);
         f[16..20].copy_from_slice(&asked.to_be_bytes());
