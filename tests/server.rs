@@ -440,3 +440,48 @@ async fn set_watches_fires_what_the_client_missed() {
     assert_eq!(i32::from_be_bytes(fr[16..20].try_into().unwrap()), 1);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn multi_read_answers_each_op_on_its_own() {
+    let s = start("").await;
+    let c = client(&s).await;
+    c.create("/mr", b"data", &open()).await.unwrap();
+    c.create("/mr/k", b"", &open()).await.unwrap();
+    let mut r = c.new_multi_reader();
+    r.add_get_data("/mr").unwrap();
+    r.add_get_children("/mr").unwrap();
+    r.add_get_data("/mr-missing").unwrap();
+    let res = r.commit().await.unwrap();
+    assert!(
+        matches!(&res[0], zk::MultiReadResult::Data { data, stat } if data == b"data" && stat.num_children == 1)
+    );
+    assert!(
+        matches!(&res[1], zk::MultiReadResult::Children { children } if children == &vec!["k".to_string()])
+    );
+    assert!(matches!(
+        &res[2],
+        zk::MultiReadResult::Error {
+            err: zk::Error::NoNode
+        }
+    ));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn super_digest_passes_every_acl() {
+    let sup = ferrokeeper::auth::digest("super:secret");
+    let s = start(&format!("DigestAuthenticationProvider.superDigest={sup}\n")).await;
+    let owner = client(&s).await;
+    owner.auth("digest", b"u1:p1").await.unwrap();
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    owner.create("/locked", b"x", &opts).await.unwrap();
+    let admin = client(&s).await;
+    assert_eq!(
+        admin.get_data("/locked").await.unwrap_err(),
+        zk::Error::NoAuth
+    );
+    admin.auth("digest", b"super:secret").await.unwrap();
+    assert_eq!(admin.get_data("/locked").await.unwrap().0, b"x");
+    admin.delete("/locked", None).await.unwrap();
+    s.shutdown().await;
+}
