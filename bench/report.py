@@ -1,0 +1,61 @@
+"""Turn bench/run.sh's raw JSON lines into a Markdown table with ratios and spread."""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+raw, heap = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in open(raw)]
+cells = defaultdict(lambda: defaultdict(list))
+mem = defaultdict(list)
+for r in rows:
+    x = r["r"]
+    if x["workload"] == "load":
+        mem[r["server"]].append((r["rss_after_kb"], x["znodes"], x["seconds"]))
+        continue
+    key = (x["workload"], x["sessions"])
+    cpu_us_per_op = r["cpu_ticks"] / r["hz"] * 1e6 / max(x["ops"], 1)
+    cells[key][r["server"]].append((x["ops_per_sec"], x["p50_us"], x["p99_us"], x["p999_us"], cpu_us_per_op))
+
+
+def med(v, i):
+    vals = [t[i] for t in v]
+    return statistics.median(vals), (max(vals) - min(vals))
+
+
+cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
+print("# ferrokeeper vs Java ZooKeeper 3.9.5 — %s" % time.strftime("%Y-%m-%d"))
+print()
+print("Machine: %s, %d cores, %s; Java heap -Xmx%s (zkServer.sh default); server pinned to CPU 0,"
+      " load generator (Rust zookeeper-client, closed loop, one request in flight per session) to CPU 1."
+      % (cpu or platform.processor(), os.cpu_count(), platform.platform(), heap))
+print("Java runs with its default forceSync=yes (an fsync per write batch); **ferrokeeper has no"
+      " durability yet (in-memory), so write rows compare unequal work**. Figures are medians over"
+      " runs, ± is the max−min spread; ratio = ferrokeeper / Java (throughput) or Java / ferrokeeper"
+      " (latency, CPU), so > 1 means ferrokeeper is better.")
+print()
+print("| workload | sessions | Java ops/s | fk ops/s | ratio | Java p50/p99/p99.9 µs | fk p50/p99/p99.9 µs | Java CPU µs/op | fk CPU µs/op | CPU ratio |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for (wl, s) in sorted(cells, key=lambda k: (k[0], k[1])):
+    j, f = cells[(wl, s)].get("java", []), cells[(wl, s)].get("fk", [])
+    if not j or not f:
+        continue
+    jt, jts = med(j, 0)
+    ft, fts = med(f, 0)
+    jc, _ = med(j, 4)
+    fc, _ = med(f, 4)
+    lat = lambda v: "%d/%d/%d" % (med(v, 1)[0], med(v, 2)[0], med(v, 3)[0])
+    print("| %s | %d | %.0f ± %.0f | %.0f ± %.0f | %.2f | %s | %s | %.1f | %.1f | %.2f |"
+          % (wl, s, jt, jts, ft, fts, ft / max(jt, 1), lat(j), lat(f), jc, fc, jc / max(fc, 1e-9)))
+print()
+print("| memory | Java RSS | fk RSS | ratio |")
+print("|---|---|---|---|")
+if mem["java"] and mem["fk"]:
+    jr = statistics.median(m[0] for m in mem["java"]) / 1024
+    fr = statistics.median(m[0] for m in mem["fk"]) / 1024
+    n = mem["fk"][0][1]
+    print("| after %d znodes of 100 B (plus the benchmark's own nodes) | %.0f MiB | %.0f MiB | %.1f× smaller |" % (n, jr, fr, jr / max(fr, 1e-9)))

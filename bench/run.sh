@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Java ZooKeeper 3.9.5 and ferrokeeper on this machine, same load
+# generator (bench/src/main.rs, a Rust zookeeper-client closed loop), servers alternated run by
+# run. Writes bench/results/<date>.md and prints it.
+#
+#   bash bench/run.sh                 # full matrix
+#   RUNS=1 SECONDS_PER=2 bash bench/run.sh   # quicker
+#
+# Server pinned to CPU 0, load generator to CPU 1 (2-core machine), so the client does not
+# steal the server's core; server CPU per op comes from /proc/<pid>/stat.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source compat-tests/lib/common.sh
+
+RUNS=${RUNS:-2}
+SECONDS_PER=${SECONDS_PER:-3}
+WORKLOADS=${WORKLOADS:-"create set get exists children mixed90 mixed50"}
+SESSIONS=${SESSIONS:-"1 8 32"}
+ZNODES=${ZNODES:-100000}
+JAVA_HEAP=${JAVA_HEAP:-1000m}   # zkServer.sh's default ZK_SERVER_HEAP
+PORT_JAVA=23181
+PORT_FK=23182
+
+cargo build --release --quiet
+cargo build --release --quiet -p ferrokeeper-bench
+fetch_java_zk
+gen=target/release/ferrokeeper-bench
+work=$(mktemp -d)
+trap 'stop_pid "${JAVA_ZK_PID:-}"; stop_pid "${FK_PID:-}"; rm -rf "$work"' EXIT
+raw="$work/raw.jsonl"
+: > "$raw"
+
+start_server() { # start_server java|fk DIR -> sets PID
+  local kind=$1 dir=$2
+  rm -rf "$dir"; mkdir -p "$dir"
+  if [ "$kind" = java ]; then
+    JAVA_ZK_JVMFLAGS="-Xmx$JAVA_HEAP" start_java_zk "$PORT_JAVA" "$dir" >/dev/null
+    PID=$JAVA_ZK_PID; PORT=$PORT_JAVA
+  else
+    RUST_LOG=warn start_ferrokeeper "$PORT_FK" "$dir" >/dev/null
+    PID=$FK_PID; PORT=$PORT_FK
+  fi
+  taskset -a -p -c 0 "$PID" >/dev/null
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+hz=$(getconf CLK_TCK)
+for run in $(seq 1 "$RUNS"); do
+  order="java fk"; [ $((run % 2)) -eq 0 ] && order="fk java"
+  for kind in $order; do
+    start_server "$kind" "$work/$kind"
+    for wl in $WORKLOADS; do
+      for s in $SESSIONS; do
+        c0=$(cpu_ticks "$PID")
+        line=$(taskset -c 1 "$gen" --server "127.0.0.1:$PORT" --workload "$wl" --sessions "$s" --seconds "$SECONDS_PER")
+        c1=$(cpu_ticks "$PID")
+        echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"r\":$line}" >> "$raw"
+      done
+    done
+    rss0=$(rss_kb "$PID")
+    line=$(taskset -c 1 "$gen" --server "127.0.0.1:$PORT" --workload load --sessions 8 --znodes "$ZNODES")
+    sleep 2
+    rss1=$(rss_kb "$PID")
+    echo "{\"server\":\"$kind\",\"run\":$run,\"rss_before_kb\":$rss0,\"rss_after_kb\":$rss1,\"r\":$line}" >> "$raw"
+    if [ "$kind" = java ]; then stop_pid "$JAVA_ZK_PID"; else stop_pid "$FK_PID"; fi
+  done
+done
+mkdir -p bench/results
+out="bench/results/$(date +%Y-%m-%d).md"
+python3 bench/report.py "$raw" "$JAVA_HEAP" > "$out"
+cp "$raw" "${out%.md}.jsonl"
+cat "$out"

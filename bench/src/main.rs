@@ -1,0 +1,192 @@
+//! zkbench: one workload against one ZooKeeper server, one line of JSON out.
+//!
+//! The same binary drives Java ZooKeeper and ferrokeeper, so the client side is identical.
+//! Each session is a separate `zookeeper-client` connection with one request in flight (a
+//! closed loop), so latency is per request and throughput is sessions / latency.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use zookeeper_client as zk;
+
+// Linked for its side effect: routes zookeeper-client's task spawning onto tokio.
+extern crate spawns;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// host:port of the server.
+    #[arg(long)]
+    server: String,
+    /// create | set | get | exists | children | mixed90 | mixed50 | load
+    #[arg(long)]
+    workload: String,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 1)]
+    sessions: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Seconds to run (after a 1 s warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// For `load`: how many znodes to create.
+    #[arg(long, default_value_t = 100_000)]
+    znodes: usize,
+}
+
+fn open() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+async fn connect(server: &str) -> zk::Client {
+    zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(30))
+        .connect(server)
+        .await
+        .expect("connect")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let a = Args::parse();
+    let root = format!("/bench-{}-{}", a.workload, std::process::id());
+    let admin = connect(&a.server).await;
+    admin.create(&root, b"", &open()).await.expect("root");
+    let value = vec![b'v'; a.size];
+    if a.workload == "load" {
+        load(&admin, &root, &value, a.znodes, a.sessions, &a.server).await;
+        return;
+    }
+    // Per-session node for set/get/exists; a small fan-out for children.
+    let mut clients = Vec::new();
+    for i in 0..a.sessions {
+        let c = connect(&a.server).await;
+        c.create(&format!("{root}/n{i}"), &value, &open())
+            .await
+            .expect("node");
+        clients.push(c);
+    }
+    for i in 0..10 {
+        admin
+            .create(&format!("{root}/n0/c{i}"), b"", &open())
+            .await
+            .expect("child");
+    }
+    let warmup = Duration::from_secs(1);
+    let run = Duration::from_secs_f64(a.seconds);
+    let start = Instant::now();
+    let workload = Arc::new(a.workload.clone());
+    let mut tasks = Vec::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        let workload = workload.clone();
+        let root = root.clone();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3).expect("histogram");
+            let mut n = 0u64;
+            let node = format!("{root}/n{i}");
+            let mut seq = 0u64;
+            loop {
+                let now = Instant::now();
+                if now - start > warmup + run {
+                    break;
+                }
+                let t0 = Instant::now();
+                let write = match workload.as_str() {
+                    "mixed90" => seq % 10 == 0,
+                    "mixed50" => seq % 2 == 0,
+                    _ => false,
+                };
+                match workload.as_str() {
+                    "create" => {
+                        c.create(&format!("{node}/c{seq}"), &value, &open())
+                            .await
+                            .expect("create");
+                    }
+                    "set" => {
+                        c.set_data(&node, &value, None).await.expect("set");
+                    }
+                    "get" => {
+                        c.get_data(&node).await.expect("get");
+                    }
+                    "exists" => {
+                        c.check_stat(&node).await.expect("exists");
+                    }
+                    "children" => {
+                        c.list_children(&format!("{root}/n0"))
+                            .await
+                            .expect("children");
+                    }
+                    _ if write => {
+                        c.set_data(&node, &value, None).await.expect("set");
+                    }
+                    _ => {
+                        c.get_data(&node).await.expect("get");
+                    }
+                }
+                seq += 1;
+                if t0 - start >= warmup {
+                    h.record(t0.elapsed().as_micros() as u64).ok();
+                    n += 1;
+                }
+            }
+            (h, n)
+        }));
+    }
+    let mut total = Histogram::<u64>::new(3).expect("histogram");
+    let mut ops = 0;
+    for t in tasks {
+        let (h, n) = t.await.expect("task");
+        total.add(h).ok();
+        ops += n;
+    }
+    println!(
+        "{{\"workload\":\"{}\",\"sessions\":{},\"size\":{},\"ops\":{},\"ops_per_sec\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{}}}",
+        a.workload,
+        a.sessions,
+        a.size,
+        ops,
+        ops as f64 / run.as_secs_f64(),
+        total.value_at_quantile(0.5),
+        total.value_at_quantile(0.99),
+        total.value_at_quantile(0.999)
+    );
+}
+
+/// Create `znodes` nodes under `root` (for the memory figures), using `sessions` writers.
+async fn load(
+    admin: &zk::Client,
+    root: &str,
+    value: &[u8],
+    znodes: usize,
+    sessions: usize,
+    server: &str,
+) {
+    let _ = admin;
+    let per = znodes.div_ceil(sessions.max(1));
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for s in 0..sessions.max(1) {
+        let c = connect(server).await;
+        let dir = format!("{root}/d{s}");
+        c.create(&dir, b"", &open()).await.expect("dir");
+        let value = value.to_vec();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                c.create(&format!("{dir}/n{i}"), &value, &open())
+                    .await
+                    .expect("create");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    println!(
+        "{{\"workload\":\"load\",\"znodes\":{},\"seconds\":{:.1}}}",
+        per * sessions.max(1),
+        start.elapsed().as_secs_f64()
+    );
+}
