@@ -101,7 +101,7 @@ async fn main() {
                 };
                 match workload.as_str() {
                     "create" => {
-                        c.create(&format!("{node}/c{seq}"), &value, &open())
+                        c.create(&format!("{node}/x{seq}"), &value, &open())
                             .await
                             .expect("create");
                     }
