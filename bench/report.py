@@ -15,7 +15,7 @@ mem = defaultdict(list)
 for r in rows:
     x = r["r"]
     if x["workload"] == "load":
-        mem[r["server"]].append((r["rss_after_kb"], x["znodes"], x["seconds"]))
+        mem[r["server"]].append((r["rss_after_kb"], x["znodes"], x["seconds"], r["rss_before_kb"]))
         continue
     key = (x["workload"], x["sessions"])
     cpu_us_per_op = r["cpu_ticks"] / r["hz"] * 1e6 / max(x["ops"], 1)
@@ -52,10 +52,13 @@ for (wl, s) in sorted(cells, key=lambda k: (k[0], k[1])):
     print("| %s | %d | %.0f ± %.0f | %.0f ± %.0f | %.2f | %s | %s | %.1f | %.1f | %.2f |"
           % (wl, s, jt, jts, ft, fts, ft / max(jt, 1), lat(j), lat(f), jc, fc, jc / max(fc, 1e-9)))
 print()
-print("| memory | Java RSS | fk RSS | ratio |")
+print("| memory (fresh server, then load) | Java RSS | fk RSS | ratio |")
 print("|---|---|---|---|")
 if mem["java"] and mem["fk"]:
     jr = statistics.median(m[0] for m in mem["java"]) / 1024
     fr = statistics.median(m[0] for m in mem["fk"]) / 1024
     n = mem["fk"][0][1]
-    print("| after %d znodes of 100 B (plus the benchmark's own nodes) | %.0f MiB | %.0f MiB | %.1f× smaller |" % (n, jr, fr, jr / max(fr, 1e-9)))
+    jb = statistics.median(m[3] for m in mem["java"]) / 1024
+    fb = statistics.median(m[3] for m in mem["fk"]) / 1024
+    print("| idle, fresh start | %.0f MiB | %.1f MiB | %.1f× smaller |" % (jb, fb, jb / max(fb, 1e-9)))
+    print("| after %d znodes of 100 B | %.0f MiB | %.0f MiB | %.1f× smaller |" % (n, jr, fr, jr / max(fr, 1e-9)))

@@ -59,6 +59,9 @@ for run in $(seq 1 "$RUNS"); do
         echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"r\":$line}" >> "$raw"
       done
     done
+    if [ "$kind" = java ]; then stop_pid "$JAVA_ZK_PID"; else stop_pid "$FK_PID"; fi
+    # Memory on a fresh server: RSS after loading exactly $ZNODES znodes.
+    start_server "$kind" "$work/$kind"
     rss0=$(rss_kb "$PID")
     line=$(taskset -c 1 "$gen" --server "127.0.0.1:$PORT" --workload load --sessions 8 --znodes "$ZNODES")
     sleep 2
