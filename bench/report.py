@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 
 raw, heap = sys.argv[1], sys.argv[2]
+run_seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 3.0
 rows = [json.loads(l) for l in open(raw)]
 cells = defaultdict(lambda: defaultdict(list))
 mem = defaultdict(list)
@@ -19,7 +20,9 @@ for r in rows:
         continue
     key = (x["workload"], x["sessions"])
     cpu_us_per_op = r["cpu_ticks"] / r["hz"] * 1e6 / max(x["ops"], 1)
-    cells[key][r["server"]].append((x["ops_per_sec"], x["p50_us"], x["p99_us"], x["p999_us"], cpu_us_per_op))
+    # Client core utilisation over warm-up + run (the generator also connects and sets up).
+    client_util = r.get("client_cpu_s", 0) / (run_seconds + 1.0)
+    cells[key][r["server"]].append((x["ops_per_sec"], x["p50_us"], x["p99_us"], x["p999_us"], cpu_us_per_op, client_util))
 
 
 def med(v, i):
@@ -38,8 +41,8 @@ print("Java runs with its default forceSync=yes (an fsync per write batch); **fe
       " runs, ± is the max−min spread; ratio = ferrokeeper / Java (throughput) or Java / ferrokeeper"
       " (latency, CPU), so > 1 means ferrokeeper is better.")
 print()
-print("| workload | sessions | Java ops/s | fk ops/s | ratio | Java p50/p99/p99.9 µs | fk p50/p99/p99.9 µs | Java CPU µs/op | fk CPU µs/op | CPU ratio |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| workload | sessions | Java ops/s | fk ops/s | ratio | Java p50/p99/p99.9 µs | fk p50/p99/p99.9 µs | Java CPU µs/op | fk CPU µs/op | CPU ratio | client core busy (J/fk) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for (wl, s) in sorted(cells, key=lambda k: (k[0], k[1])):
     j, f = cells[(wl, s)].get("java", []), cells[(wl, s)].get("fk", [])
     if not j or not f:
@@ -49,8 +52,9 @@ for (wl, s) in sorted(cells, key=lambda k: (k[0], k[1])):
     jc, _ = med(j, 4)
     fc, _ = med(f, 4)
     lat = lambda v: "%d/%d/%d" % (med(v, 1)[0], med(v, 2)[0], med(v, 3)[0])
-    print("| %s | %d | %.0f ± %.0f | %.0f ± %.0f | %.2f | %s | %s | %.1f | %.1f | %.2f |"
-          % (wl, s, jt, jts, ft, fts, ft / max(jt, 1), lat(j), lat(f), jc, fc, jc / max(fc, 1e-9)))
+    ju, fu = med(j, 5)[0], med(f, 5)[0]
+    print("| %s | %d | %.0f ± %.0f | %.0f ± %.0f | %.2f | %s | %s | %.1f | %.1f | %.2f | %.0f%% / %.0f%% |"
+          % (wl, s, jt, jts, ft, fts, ft / max(jt, 1), lat(j), lat(f), jc, fc, jc / max(fc, 1e-9), ju * 100, fu * 100))
 print()
 print("| memory (fresh server, then load) | Java RSS | fk RSS | ratio |")
 print("|---|---|---|---|")

@@ -54,9 +54,10 @@ for run in $(seq 1 "$RUNS"); do
     for wl in $WORKLOADS; do
       for s in $SESSIONS; do
         c0=$(cpu_ticks "$PID")
-        line=$(taskset -c 1 "$gen" --server "127.0.0.1:$PORT" --workload "$wl" --sessions "$s" --seconds "$SECONDS_PER")
+        line=$(taskset -c 1 python3 bench/rusage.py "$work/client_cpu" "$gen" --server "127.0.0.1:$PORT" --workload "$wl" --sessions "$s" --seconds "$SECONDS_PER")
         c1=$(cpu_ticks "$PID")
-        echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"r\":$line}" >> "$raw"
+        client_cpu=$(cat "$work/client_cpu")
+        echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"client_cpu_s\":$client_cpu,\"r\":$line}" >> "$raw"
       done
     done
     if [ "$kind" = java ]; then stop_pid "$JAVA_ZK_PID"; else stop_pid "$FK_PID"; fi
@@ -71,7 +72,7 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 mkdir -p bench/results
-out="bench/results/$(date +%Y-%m-%d).md"
-python3 bench/report.py "$raw" "$JAVA_HEAP" > "$out"
+out="bench/results/${RESULTS_NAME:-$(date +%Y-%m-%d)}.md"
+{ python3 bench/report.py "$raw" "$JAVA_HEAP" "$SECONDS_PER"; echo; echo "Machine limits, same run:"; echo; python3 bench/limits.py "$work"; } > "$out"
 cp "$raw" "${out%.md}.jsonl"
 cat "$out"
