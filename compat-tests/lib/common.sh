@@ -27,12 +27,9 @@ fetch_java_zk() {
   touch "$JAVA_ZK_LIB/.complete"
 }
 
-java_zk_cp() { printf '%s/*:%s' "$JAVA_ZK_LIB" "$COMPAT_DIR/java-zk"; }
-
-# start_java_zk PORT DIR [extra zoo.cfg lines...]
-start_java_zk() {
+# write_cfg PORT DIR [extra lines...]: the zoo.cfg both servers get in the tests.
+write_cfg() {
   local port=$1 dir=$2; shift 2
-  fetch_java_zk || return 1
   mkdir -p "$dir/data"
   {
     echo "tickTime=2000"
@@ -44,6 +41,15 @@ start_java_zk() {
     echo "maxClientCnxns=0"
     for l in "$@"; do echo "$l"; done
   } > "$dir/zoo.cfg"
+}
+
+java_zk_cp() { printf '%s/*:%s' "$JAVA_ZK_LIB" "$COMPAT_DIR/java-zk"; }
+
+# start_java_zk PORT DIR [extra zoo.cfg lines...]
+start_java_zk() {
+  local port=$1 dir=$2; shift 2
+  fetch_java_zk || return 1
+  write_cfg "$port" "$dir" "$@"
   java ${JAVA_ZK_JVMFLAGS:-} -Dlogback.configurationFile="$COMPAT_DIR/java-zk/logback.xml" \
       -Dzookeeper.extendedTypesEnabled=true -Dznode.container.checkIntervalMs=1000 \
       -cp "$(java_zk_cp)" org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" \
@@ -57,17 +63,7 @@ ferrokeeper_bin() { printf '%s' "${FERROKEEPER_BIN:-$REPO_DIR/target/release/fer
 # start_ferrokeeper PORT DIR [extra zoo.cfg lines...]
 start_ferrokeeper() {
   local port=$1 dir=$2; shift 2
-  mkdir -p "$dir/data"
-  {
-    echo "tickTime=2000"
-    echo "dataDir=$dir/data"
-    echo "clientPort=$port"
-    echo "clientPortAddress=127.0.0.1"
-    echo "admin.enableServer=false"
-    echo "4lw.commands.whitelist=*"
-    echo "maxClientCnxns=0"
-    for l in "$@"; do echo "$l"; done
-  } > "$dir/zoo.cfg"
+  write_cfg "$port" "$dir" "$@"
   if [ ! -x "$(ferrokeeper_bin)" ]; then
     (cd "$REPO_DIR" && cargo build --release --quiet) || return 1
   fi

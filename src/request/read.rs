@@ -229,15 +229,7 @@ impl Reads<'_> {
                     .encode(out);
                     out.buf.extend_from_slice(&body.buf);
                 }
-                Err(e) => {
-                    MultiHeader {
-                        op_type: -1,
-                        done: false,
-                        err: e.code(),
-                    }
-                    .encode(out);
-                    out.i32(e.code());
-                }
+                Err(e) => multi_error(e, out),
             }
         }
         MultiHeader {
@@ -248,6 +240,17 @@ impl Reads<'_> {
         .encode(out);
         Ok(())
     }
+}
+
+/// One failed sub-op in a multi/multiRead reply: header type −1 and an ErrorResponse.
+fn multi_error(e: ErrorCode, out: &mut Writer) {
+    MultiHeader {
+        op_type: -1,
+        done: false,
+        err: e.code(),
+    }
+    .encode(out);
+    out.i32(e.code());
 }
 
 /// Encode the reply body of an applied write (`None` = no body).
@@ -299,15 +302,7 @@ pub fn encode_write_result(op: OpCode, res: &super::apply::OpResult, out: &mut W
                         .encode(out);
                         stat.encode(out);
                     }
-                    OpResult::Error(e) => {
-                        MultiHeader {
-                            op_type: -1,
-                            done: false,
-                            err: e.code(),
-                        }
-                        .encode(out);
-                        out.i32(e.code());
-                    }
+                    OpResult::Error(e) => multi_error(*e, out),
                     _ => {}
                 }
             }

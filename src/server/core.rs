@@ -105,6 +105,26 @@ fn frame(header: &ReplyHeader, body: &[u8]) -> Bytes {
     w.into_bytes()
 }
 
+/// A watch notification frame: ReplyHeader{xid −1, zxid} + WatcherEvent{type, SyncConnected, path}.
+fn notification(event: EventType, path: &str, zxid: i64) -> Bytes {
+    let mut w = Writer::new();
+    let at = w.begin_frame();
+    ReplyHeader {
+        xid: -1,
+        zxid,
+        err: 0,
+    }
+    .encode(&mut w);
+    WatcherEvent {
+        event_type: event as i32,
+        state: STATE_SYNC_CONNECTED,
+        path: path.to_owned(),
+    }
+    .encode(&mut w);
+    w.finish_frame(at);
+    w.into_bytes()
+}
+
 /// The standalone ZooKeeper server state machine (Java's `ZooKeeperServer` and its
 /// processor chain), driven by [`Core::run`].
 pub struct Core {
@@ -379,7 +399,7 @@ impl Core {
             Some(OpCode::CloseSession) => {
                 let (entry, _) = self.write(session_id, xid, |p| Ok(p.close_session()));
                 self.reply(conn, xid, entry.header.zxid, ErrorCode::Ok, &[]);
-                self.finish_close_session(session_id);
+                self.session_conn.remove(&session_id);
                 self.close_conn(conn);
             }
             Some(OpCode::Reconfig) => {
@@ -553,22 +573,7 @@ impl Core {
     /// Send watch events to every registered connection that may READ the node.
     fn deliver(&mut self, fired: &[Fired], zxid: i64) {
         for f in fired {
-            let body = {
-                let mut w = Writer::new();
-                WatcherEvent {
-                    event_type: f.event as i32,
-                    state: STATE_SYNC_CONNECTED,
-                    path: f.path.clone(),
-                }
-                .encode(&mut w);
-                w.buf
-            };
-            let h = ReplyHeader {
-                xid: -1,
-                zxid,
-                err: 0,
-            };
-            let bytes = frame(&h, &body);
+            let bytes = notification(f.event, &f.path, zxid);
             for conn in &f.conns {
                 let allowed = match self.conns.get(conn) {
                     Some(c) => auth::check_acl(&self.auth, &f.acl, Perms::READ, &c.ids),
@@ -579,10 +584,6 @@ impl Core {
                 }
             }
         }
-    }
-
-    fn finish_close_session(&mut self, session_id: i64) {
-        self.session_conn.remove(&session_id);
     }
 
     /// Java echoes the request's xid (the Java client sends −4, others their next xid).
@@ -664,19 +665,8 @@ impl Core {
             self.watches.add_persistent(&p, conn, true);
         }
         for (ev, path) in events {
-            let mut w = Writer::new();
-            WatcherEvent {
-                event_type: ev as i32,
-                state: STATE_SYNC_CONNECTED,
-                path,
-            }
-            .encode(&mut w);
-            let h = ReplyHeader {
-                xid: -1,
-                zxid: -1,
-                err: 0,
-            };
-            self.send(conn, frame(&h, &w.buf));
+            // Catch-up events carry zxid −1, as Java's.
+            self.send(conn, notification(ev, &path, -1));
         }
         self.reply(conn, xid, self.last_zxid, ErrorCode::Ok, &[]);
     }
