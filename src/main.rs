@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use ferrokeeper::config::{parse_define, ServerConfig};
@@ -20,6 +20,42 @@ struct Cli {
     /// repeatable. Same names as in SERVER_JVMFLAGS; they override zoo.cfg.
     #[arg(short = 'D', value_name = "NAME=VALUE")]
     defines: Vec<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Tools that run instead of the server.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a transaction log (Java ZooKeeper's `version-2/log.*` format), like zkTxnLogToolkit.
+    LogDump {
+        /// The log file.
+        file: PathBuf,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn log_dump(file: &std::path::Path, json: bool) -> ExitCode {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ferrokeeper: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match ferrokeeper::persist::dump::render(&bytes, json) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrokeeper: {}: {e}", file.display());
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -30,6 +66,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(Command::LogDump { file, json }) = &cli.command {
+        return log_dump(file, *json);
+    }
     let mut overrides = Vec::new();
     for d in &cli.defines {
         match parse_define(d) {

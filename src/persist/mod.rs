@@ -5,6 +5,9 @@
 //! durability issue lands, [`MemoryLog`] is the only implementation: it keeps the zxid order
 //! honest and counts entries, and stores nothing.
 
+pub mod dump;
+pub mod txnlog;
+
 use std::io;
 
 use crate::request::txn::TxnEntry;
