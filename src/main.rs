@@ -36,9 +36,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a snapshot (Java ZooKeeper's `version-2/snapshot.*`, uncompressed), like
+    /// zkSnapShotToolkit; every checksum seal is verified.
+    SnapshotDump {
+        /// The snapshot file.
+        file: PathBuf,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-fn log_dump(file: &std::path::Path, json: bool) -> ExitCode {
+fn dump(file: &std::path::Path, json: bool, snapshot: bool) -> ExitCode {
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
@@ -46,7 +55,12 @@ fn log_dump(file: &std::path::Path, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match ferrokeeper::persist::dump::render(&bytes, json) {
+    let rendered = if snapshot {
+        ferrokeeper::persist::dump::render_snapshot(&bytes, json).map_err(|e| e.to_string())
+    } else {
+        ferrokeeper::persist::dump::render(&bytes, json).map_err(|e| e.to_string())
+    };
+    match rendered {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -66,8 +80,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Some(Command::LogDump { file, json }) = &cli.command {
-        return log_dump(file, *json);
+    match &cli.command {
+        Some(Command::LogDump { file, json }) => return dump(file, *json, false),
+        Some(Command::SnapshotDump { file, json }) => return dump(file, *json, true),
+        None => {}
     }
     let mut overrides = Vec::new();
     for d in &cli.defines {

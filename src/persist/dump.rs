@@ -105,3 +105,80 @@ pub fn render(buf: &[u8], as_json: bool) -> Result<String, LogError> {
     }
     Ok(out)
 }
+
+/// Render a snapshot file's bytes, like Java's `zkSnapShotToolkit`.
+pub fn render_snapshot(buf: &[u8], as_json: bool) -> Result<String, super::snapshot::SnapError> {
+    let s = super::snapshot::read_snapshot(buf)?;
+    let mut out = String::new();
+    let acl_of = |r: i64| -> Value {
+        if r == -1 {
+            return acl_json(&Acl::open_unsafe());
+        }
+        s.acls
+            .iter()
+            .find(|(id, _)| *id == r)
+            .map(|(_, a)| acl_json(a))
+            .unwrap_or(Value::Null)
+    };
+    if as_json {
+        for n in &s.nodes {
+            let st = &n.stat;
+            let _ = writeln!(
+                out,
+                "{}",
+                json!({
+                    "path": if n.path.is_empty() { "/" } else { &n.path },
+                    "data": data_text(&n.data), "acl": acl_of(n.acl_ref),
+                    "czxid": format!("{:#x}", st.czxid), "mzxid": format!("{:#x}", st.mzxid),
+                    "pzxid": format!("{:#x}", st.pzxid), "ctime": st.ctime, "mtime": st.mtime,
+                    "version": st.version, "cversion": st.cversion, "aversion": st.aversion,
+                    "ephemeralOwner": format!("{:#x}", st.ephemeral_owner),
+                })
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            json!({
+                "sessions": s.sessions.iter().map(|(id, t)| json!({"id": format!("{id:#x}"), "timeout": t})).collect::<Vec<_>>(),
+                "znodes": s.nodes.len(),
+                "digest": s.digest.map(|(z, v, d)| json!({"zxid": format!("{z:#x}"), "version": v, "digest": d})),
+                "lastProcessedZxid": s.last_processed_zxid.map(|z| format!("{z:#x}")),
+            })
+        );
+        return Ok(out);
+    }
+    let _ = writeln!(out, "ZNode Details (count={}):", s.nodes.len());
+    for n in &s.nodes {
+        let st = &n.stat;
+        let _ = writeln!(
+            out,
+            "----\n{}",
+            if n.path.is_empty() { "/" } else { &n.path }
+        );
+        let _ = writeln!(
+            out,
+            "  cZxid = {:#x}\n  ctime = {}\n  mZxid = {:#x}\n  mtime = {}\n  pZxid = {:#x}",
+            st.czxid, st.ctime, st.mzxid, st.mtime, st.pzxid
+        );
+        let _ = writeln!(
+            out,
+            "  cversion = {}\n  dataVersion = {}\n  aclVersion = {}\n  ephemeralOwner = {:#x}",
+            st.cversion, st.version, st.aversion, st.ephemeral_owner
+        );
+        let _ = writeln!(
+            out,
+            "  dataLength = {}\n  acl = {}",
+            n.data.as_ref().map(|d| d.len()).unwrap_or(0),
+            acl_of(n.acl_ref)
+        );
+    }
+    let _ = writeln!(out, "----\nSession Details (sid, timeout):");
+    for (id, t) in &s.sessions {
+        let _ = writeln!(out, "{id:#x}, {t}");
+    }
+    if let Some(z) = s.last_processed_zxid {
+        let _ = writeln!(out, "Last processed zxid: {z:#x}");
+    }
+    Ok(out)
+}

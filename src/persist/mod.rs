@@ -6,6 +6,7 @@
 //! honest and counts entries, and stores nothing.
 
 pub mod dump;
+pub mod snapshot;
 pub mod txnlog;
 
 use std::io;
