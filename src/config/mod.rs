@@ -380,7 +380,8 @@ impl ServerConfig {
         let snap_count = prop_num("zookeeper.snapCount", 100_000)?;
         let pre_alloc_size_kb = prop_num("zookeeper.preAllocSize", 65_536)?;
         let global_outstanding_limit = prop_num("zookeeper.globalOutstandingLimit", 1000)? as usize;
-        let force_sync = props.bool("zookeeper.forceSync", true);
+        // Java syncs unless the value is exactly "no".
+        let force_sync = props.get("zookeeper.forceSync").map(str::trim) != Some("no");
         let whitelist = whitelist
             .or_else(|| {
                 props
@@ -477,6 +478,14 @@ impl ServerConfig {
     }
     pub fn max_cnxns(&self) -> u32 {
         self.props.num("zookeeper.maxCnxns", 0)
+    }
+    /// `snapshot.compression.method`: `gz`, `snappy`, or none.
+    pub fn snapshot_compression(&self) -> Option<&str> {
+        self.props.get("zookeeper.snapshot.compression.method")
+    }
+    /// `snapshot.trust.empty`: start from logs alone when there is no snapshot.
+    pub fn trust_empty_snapshot(&self) -> bool {
+        self.props.bool("zookeeper.snapshot.trust.empty", false)
     }
 }
 

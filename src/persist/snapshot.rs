@@ -81,58 +81,119 @@ fn seal(buf: &[u8], r: &mut Reader<'_>) -> Result<(), SnapError> {
     }
 }
 
-/// Decode an uncompressed snapshot file's bytes.
-pub fn read_snapshot(buf: &[u8]) -> Result<Snapshot, SnapError> {
-    let mut r = Reader::new(buf);
-    let rec = |r: &Reader<'_>| {
-        let offset = r.position();
-        move |source| SnapError::Record { offset, source }
-    };
-    let magic = r.read_i32().map_err(|_| SnapError::BadHeader)?;
-    let version = r.read_i32().map_err(|_| SnapError::BadHeader)?;
-    r.read_i64().map_err(|_| SnapError::BadHeader)?;
-    if magic != SNAP_MAGIC || version != 2 {
-        return Err(SnapError::BadHeader);
-    }
-    let mut snap = Snapshot::default();
-    let n = r.read_i32().map_err(rec(&r))?;
-    for _ in 0..n.max(0) {
-        let id = r.read_i64().map_err(rec(&r))?;
-        let timeout = r.read_i32().map_err(rec(&r))?;
-        snap.sessions.push((id, timeout));
-    }
-    let n = r.read_i32().map_err(rec(&r))?;
-    for _ in 0..n.max(0) {
-        let id = r.read_i64().map_err(rec(&r))?;
-        let acl = r.read_vec(|r| r.read()).map_err(rec(&r))?;
-        snap.acls.push((id, acl));
-    }
-    loop {
-        let path = r.read_ustring().map_err(rec(&r))?;
-        if path == "/" {
-            break;
+/// A snapshot read as a stream of nodes, so a large one never exists twice in memory.
+pub struct SnapshotReader<'a> {
+    buf: &'a [u8],
+    r: Reader<'a>,
+    done: bool,
+}
+
+fn rec(r: &Reader<'_>) -> impl FnOnce(JuteError) -> SnapError {
+    let offset = r.position();
+    move |source| SnapError::Record { offset, source }
+}
+
+impl<'a> SnapshotReader<'a> {
+    /// Read the header, sessions and ACL cache; nodes follow through [`Self::next_node`].
+    #[allow(clippy::type_complexity)]
+    pub fn open(
+        buf: &'a [u8],
+    ) -> Result<(SnapshotReader<'a>, Vec<(i64, i32)>, Vec<(i64, Vec<Acl>)>), SnapError> {
+        let mut r = Reader::new(buf);
+        let magic = r.read_i32().map_err(|_| SnapError::BadHeader)?;
+        let version = r.read_i32().map_err(|_| SnapError::BadHeader)?;
+        r.read_i64().map_err(|_| SnapError::BadHeader)?;
+        if magic != SNAP_MAGIC || version != 2 {
+            return Err(SnapError::BadHeader);
         }
-        let data = r.read_buffer().map_err(rec(&r))?.map(Bytes::from);
-        let acl_ref = r.read_i64().map_err(rec(&r))?;
-        let stat = stat(&mut r).map_err(rec(&r))?;
-        snap.nodes.push(SnapNode {
+        let n = r.read_i32().map_err(rec(&r))?;
+        let mut sessions = Vec::new();
+        for _ in 0..n.max(0) {
+            let id = r.read_i64().map_err(rec(&r))?;
+            let timeout = r.read_i32().map_err(rec(&r))?;
+            sessions.push((id, timeout));
+        }
+        let n = r.read_i32().map_err(rec(&r))?;
+        let mut acls = Vec::new();
+        for _ in 0..n.max(0) {
+            let id = r.read_i64().map_err(rec(&r))?;
+            let acl = r.read_vec(|r| r.read()).map_err(rec(&r))?;
+            acls.push((id, acl));
+        }
+        Ok((
+            SnapshotReader {
+                buf,
+                r,
+                done: false,
+            },
+            sessions,
+            acls,
+        ))
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.r.position()
+    }
+
+    /// The next node in preorder, or `None` at the end marker.
+    pub fn next_node(&mut self) -> Result<Option<SnapNode>, SnapError> {
+        if self.done {
+            return Ok(None);
+        }
+        let r = &mut self.r;
+        let path = r.read_ustring().map_err(rec(r))?;
+        if path == "/" {
+            self.done = true;
+            return Ok(None);
+        }
+        let data = r.read_buffer().map_err(rec(r))?.map(Bytes::from);
+        let acl_ref = r.read_i64().map_err(rec(r))?;
+        let stat = stat(r).map_err(rec(r))?;
+        Ok(Some(SnapNode {
             path,
             data,
             acl_ref,
             stat,
-        });
+        }))
     }
-    seal(buf, &mut r)?;
-    if r.remaining() > 0 {
-        let zxid = r.read_i64().map_err(rec(&r))?;
-        let v = r.read_i32().map_err(rec(&r))?;
-        let d = r.read_i64().map_err(rec(&r))?;
-        snap.digest = Some((zxid, v, d));
-        seal(buf, &mut r)?;
+
+    /// Check the seals after the nodes; returns the digest and last processed zxid, if any.
+    #[allow(clippy::type_complexity)]
+    pub fn finish(mut self) -> Result<(Option<(i64, i32, i64)>, Option<i64>), SnapError> {
+        while self.next_node()?.is_some() {}
+        let (buf, r) = (self.buf, &mut self.r);
+        seal(buf, r)?;
+        let mut digest = None;
+        let mut last = None;
+        if r.remaining() > 0 {
+            let zxid = r.read_i64().map_err(rec(r))?;
+            let v = r.read_i32().map_err(rec(r))?;
+            let d = r.read_i64().map_err(rec(r))?;
+            digest = Some((zxid, v, d));
+            seal(buf, r)?;
+        }
+        if r.remaining() > 0 {
+            last = Some(r.read_i64().map_err(rec(r))?);
+            seal(buf, r)?;
+        }
+        Ok((digest, last))
     }
-    if r.remaining() > 0 {
-        snap.last_processed_zxid = Some(r.read_i64().map_err(rec(&r))?);
-        seal(buf, &mut r)?;
+}
+
+/// Decode an uncompressed snapshot file's bytes.
+pub fn read_snapshot(buf: &[u8]) -> Result<Snapshot, SnapError> {
+    let (mut reader, sessions, acls) = SnapshotReader::open(buf)?;
+    let mut snap = Snapshot {
+        sessions,
+        acls,
+        ..Default::default()
+    };
+    while let Some(n) = reader.next_node()? {
+        snap.nodes.push(n);
     }
+    let (digest, last) = reader.finish()?;
+    snap.digest = digest;
+    snap.last_processed_zxid = last;
     Ok(snap)
 }

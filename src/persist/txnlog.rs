@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::jute::codes::{ttl_ephemeral_owner, CONTAINER_EPHEMERAL_OWNER};
 use crate::jute::records::Acl;
-use crate::jute::{ErrorCode, JuteError, OpCode, Reader};
+use crate::jute::{ErrorCode, JuteError, OpCode, Reader, Writer};
 use crate::request::txn::{Txn, TxnEntry, TxnHeader};
 
 /// `ZKLG`.
@@ -26,6 +26,8 @@ pub enum LogError {
     BadHeader,
     #[error("checksum mismatch in the entry at offset {offset}")]
     Checksum { offset: usize },
+    #[error("damaged entry at offset {offset}: {why}")]
+    Corrupt { offset: usize, why: &'static str },
     #[error("entry at offset {offset} does not decode: {source}")]
     Record { offset: usize, source: JuteError },
     #[error("entry at offset {offset} has unknown txn type {ty}")]
@@ -53,17 +55,40 @@ pub struct LogEntry {
 
 /// Adler-32 (zlib), the per-entry checksum.
 pub fn adler32(data: &[u8]) -> u32 {
-    const MOD: u32 = 65_521;
-    let (mut a, mut b) = (1u32, 0u32);
-    for chunk in data.chunks(5552) {
-        for &x in chunk {
-            a += x as u32;
-            b += a;
-        }
-        a %= MOD;
-        b %= MOD;
+    let mut a = Adler32::default();
+    a.update(data);
+    a.value()
+}
+
+/// A running Adler-32, for the seals of a snapshot written as a stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Adler32 {
+    a: u32,
+    b: u32,
+}
+
+impl Default for Adler32 {
+    fn default() -> Self {
+        Adler32 { a: 1, b: 0 }
     }
-    (b << 16) | a
+}
+
+impl Adler32 {
+    pub fn update(&mut self, data: &[u8]) {
+        const MOD: u32 = 65_521;
+        for chunk in data.chunks(5552) {
+            for &x in chunk {
+                self.a += x as u32;
+                self.b += self.a;
+            }
+            self.a %= MOD;
+            self.b %= MOD;
+        }
+    }
+
+    pub fn value(&self) -> u32 {
+        (self.b << 16) | self.a
+    }
 }
 
 fn acls(r: &mut Reader<'_>) -> Result<Vec<Acl>, JuteError> {
@@ -222,7 +247,19 @@ fn error_code(v: i32) -> ErrorCode {
     .unwrap_or(SystemError)
 }
 
+/// An entry claiming more than this is taken for damage, not for a write cut short.
+const MAX_ENTRY: usize = 100 << 20;
+
+fn all_zero(b: &[u8]) -> bool {
+    b.iter().all(|x| *x == 0)
+}
+
 /// Read every good entry of a log file's bytes.
+///
+/// A log ends at EOF or at preallocated zeros. A last entry cut short by a crash (it runs past
+/// the end of the file, or is followed only by zeros and its checksum or end marker is wrong)
+/// is a torn tail: everything before it is good. Damage followed by more data is corruption
+/// and an error, so nothing after it is dropped silently.
 pub fn read_log(buf: &[u8]) -> Result<(Vec<LogEntry>, LogEnd), LogError> {
     let mut r = Reader::new(buf);
     let magic = r.read_i32().map_err(|_| LogError::BadHeader)?;
@@ -232,39 +269,69 @@ pub fn read_log(buf: &[u8]) -> Result<(Vec<LogEntry>, LogEnd), LogError> {
         return Err(LogError::BadHeader);
     }
     let mut entries = Vec::new();
+    let mut pos = 16usize;
     loop {
-        let offset = r.position();
-        if r.remaining() == 0 {
+        let offset = pos;
+        let rest = &buf[pos..];
+        if rest.is_empty() {
             return Ok((entries, LogEnd::Eof));
         }
-        if r.rest().iter().take(12).all(|b| *b == 0) {
-            // Preallocated zeros (however few are left) end the log.
-            return Ok((entries, LogEnd::Preallocated { offset }));
+        if rest.len() < 12 {
+            return Ok((
+                entries,
+                if all_zero(rest) {
+                    LogEnd::Preallocated { offset }
+                } else {
+                    LogEnd::TornTail { offset }
+                },
+            ));
         }
-        if r.remaining() < 12 {
-            return Ok((entries, LogEnd::TornTail { offset }));
-        }
-        let crc = r.read_i64().map_err(|_| LogError::BadHeader)? as u64;
-        let len = r.read_i32().map_err(|_| LogError::BadHeader)?;
+        let crc = u64::from_be_bytes(rest[..8].try_into().unwrap_or_default());
+        let len = i32::from_be_bytes(rest[8..12].try_into().unwrap_or_default());
         if len == 0 {
-            return Ok((entries, LogEnd::Preallocated { offset }));
+            if !all_zero(&rest[12..]) {
+                return Err(LogError::Corrupt {
+                    offset,
+                    why: "an entry of length 0 is followed by more data",
+                });
+            }
+            return Ok((
+                entries,
+                if crc == 0 {
+                    LogEnd::Preallocated { offset }
+                } else {
+                    LogEnd::TornTail { offset }
+                },
+            ));
         }
-        if len < 0 || r.remaining() < len as usize + 1 {
+        if len < 0 || len as usize > MAX_ENTRY {
+            return Err(LogError::Corrupt {
+                offset,
+                why: "impossible entry length",
+            });
+        }
+        let len = len as usize;
+        if rest.len() < 12 + len + 1 {
+            // The entry runs past the end of the file: a write cut short.
             return Ok((entries, LogEnd::TornTail { offset }));
         }
-        let payload = &r.rest()[..len as usize];
-        let eor = r.rest()[len as usize];
-        if eor != EOR {
-            return Ok((entries, LogEnd::TornTail { offset }));
-        }
-        if adler32(payload) as u64 != crc {
-            return Err(LogError::Checksum { offset });
+        let payload = &rest[12..12 + len];
+        let eor_ok = rest[12 + len] == EOR;
+        let sum_ok = adler32(payload) as u64 == crc;
+        if !eor_ok || !sum_ok {
+            if all_zero(&rest[12 + len + 1..]) {
+                return Ok((entries, LogEnd::TornTail { offset }));
+            }
+            if !sum_ok {
+                return Err(LogError::Checksum { offset });
+            }
+            return Err(LogError::Corrupt {
+                offset,
+                why: "missing end-of-record marker",
+            });
         }
         entries.push(decode_entry(offset, payload)?);
-        // Advance past payload and EOR.
-        for _ in 0..=len {
-            let _ = r.read_u8();
-        }
+        pos += 12 + len + 1;
     }
 }
 
@@ -297,6 +364,108 @@ fn decode_entry(offset: usize, payload: &[u8]) -> Result<LogEntry, LogError> {
         },
         digest,
     })
+}
+
+/// Encode the txn record of `txn` (the bytes after the TxnHeader), as Java serializes it.
+pub fn encode_txn(txn: &Txn, w: &mut Writer) {
+    let acls = |w: &mut Writer, acl: &[Acl]| {
+        w.vec(acl, |w, a| {
+            w.record(a);
+        });
+    };
+    match txn {
+        Txn::CreateSession { timeout } => {
+            w.i32(*timeout);
+        }
+        Txn::CloseSession { paths } => {
+            w.strings(paths);
+        }
+        Txn::Create {
+            op,
+            path,
+            data,
+            acl,
+            ephemeral_owner,
+            parent_cversion,
+            ttl,
+        } => {
+            w.ustring(path).buffer(data.as_deref());
+            acls(w, acl);
+            match op {
+                OpCode::CreateContainer => {
+                    w.i32(*parent_cversion);
+                }
+                OpCode::CreateTtl => {
+                    w.i32(*parent_cversion).i64(*ttl);
+                }
+                _ => {
+                    w.bool(*ephemeral_owner != 0).i32(*parent_cversion);
+                }
+            }
+        }
+        Txn::Delete { path } | Txn::DeleteContainer { path } => {
+            w.ustring(path);
+        }
+        Txn::SetData {
+            path,
+            data,
+            version,
+        } => {
+            w.ustring(path).buffer(data.as_deref()).i32(*version);
+        }
+        Txn::SetAcl { path, acl, version } => {
+            w.ustring(path);
+            acls(w, acl);
+            w.i32(*version);
+        }
+        Txn::Check { path, version } => {
+            w.ustring(path).i32(*version);
+        }
+        Txn::Error(e) => {
+            w.i32(e.code());
+        }
+        Txn::Multi(ops) => {
+            w.i32(ops.len() as i32);
+            for op in ops {
+                let mut sub = Writer::new();
+                encode_txn(op, &mut sub);
+                w.i32(op.op_code() as i32).buffer(Some(&sub.buf));
+            }
+        }
+    }
+}
+
+/// The payload of one log entry: TxnHeader, txn record and, when given, the TxnDigest.
+pub fn encode_payload(entry: &TxnEntry, digest: Option<(i32, i64)>, w: &mut Writer) {
+    let h = &entry.header;
+    w.i64(h.client_id)
+        .i32(h.cxid)
+        .i64(h.zxid)
+        .i64(h.time)
+        .i32(entry.txn.op_code() as i32);
+    encode_txn(&entry.txn, w);
+    if let Some((version, tree_digest)) = digest {
+        w.i32(version).i64(tree_digest);
+    }
+}
+
+/// Append one complete log record (`checksum, length, payload, 'B'`) to `out`.
+pub fn encode_record(entry: &TxnEntry, digest: Option<(i32, i64)>, out: &mut Vec<u8>) {
+    let mut w = Writer::with_capacity(128);
+    encode_payload(entry, digest, &mut w);
+    let payload = &w.buf;
+    out.extend_from_slice(&(adler32(payload) as i64).to_be_bytes());
+    out.extend_from_slice(&(payload.len() as i32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out.push(EOR);
+}
+
+/// The 16-byte file header of a txn log.
+pub fn file_header() -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[..4].copy_from_slice(&LOG_MAGIC.to_be_bytes());
+    h[4..8].copy_from_slice(&2i32.to_be_bytes());
+    h
 }
 
 #[cfg(test)]

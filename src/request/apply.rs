@@ -73,6 +73,52 @@ impl Applier<'_> {
         self.apply_txn(&entry.txn, entry.header.zxid, entry.header.time)
     }
 
+    /// Apply a logged entry at start-up, over a snapshot that may already hold some of its
+    /// effects (snapshots are fuzzy). What is already there is left alone, as Java's replay
+    /// does; a create that finds its node still brings the parent's cversion up to date.
+    pub fn replay(&mut self, entry: &TxnEntry) {
+        let (zxid, time) = (entry.header.zxid, entry.header.time);
+        self.replay_txn(&entry.txn, entry.header.client_id, zxid, time);
+    }
+
+    fn replay_txn(&mut self, txn: &Txn, session: i64, zxid: i64, time: i64) {
+        match txn {
+            Txn::Create {
+                path,
+                parent_cversion,
+                ..
+            } if self.tree.node(path).is_some() => {
+                self.tree
+                    .repair_parent_after_create(path, *parent_cversion, zxid);
+            }
+            Txn::Delete { path } | Txn::DeleteContainer { path }
+                if self.tree.node(path).is_none_or(|n| !n.children.is_empty()) => {}
+            Txn::SetData { path, .. } | Txn::SetAcl { path, .. }
+                if self.tree.node(path).is_none() => {}
+            Txn::CloseSession { paths } => {
+                // Java kills the session's ephemerals as the tree knows them; older logs
+                // carry no paths.
+                let mut all = self.tree.ephemerals(session);
+                all.extend(paths.iter().cloned());
+                all.sort();
+                all.dedup();
+                for p in all.iter().rev() {
+                    if self.tree.node(p).is_some_and(|n| n.children.is_empty()) {
+                        self.delete(p, zxid);
+                    }
+                }
+            }
+            Txn::Multi(ops) if !txn.is_failed_multi() => {
+                for op in ops {
+                    self.replay_txn(op, session, zxid, time);
+                }
+            }
+            _ => {
+                self.apply_txn(txn, zxid, time);
+            }
+        }
+    }
+
     fn apply_txn(&mut self, txn: &Txn, zxid: i64, time: i64) -> OpResult {
         match txn {
             Txn::CreateSession { .. } => OpResult::SessionCreated,

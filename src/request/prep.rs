@@ -215,11 +215,10 @@ impl Prep<'_> {
                 }
             }
         }
-        if let Some(f) = failed {
+        if failed.is_some() {
+            // Earlier ops keep their real txns in the log, as Java's; apply turns a failed
+            // multi's ops into no-ops.
             self.pending.records = saved;
-            for t in txns.iter_mut().take(f) {
-                *t = Txn::Error(ErrorCode::Ok);
-            }
         }
         Txn::Multi(txns)
     }

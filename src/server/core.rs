@@ -7,7 +7,7 @@
 //! sees the event for a change before any reply that reflects it, and a session's requests are
 //! answered in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,7 +23,11 @@ use crate::jute::records::{
     WatcherEvent,
 };
 use crate::jute::{Decode, Encode, ErrorCode, EventType, OpCode, Perms, Reader, Writer};
-use crate::persist::{MemoryLog, TxnLog};
+use crate::persist::compress::Compression;
+use crate::persist::files::version_dir;
+use crate::persist::log_writer::{LogCmd, LogSettings, LogWriter};
+use crate::persist::recovery::{recover, RecoveryError, RecoveryOptions, Restored};
+use crate::persist::snap_writer::{self, SnapSettings, Snapshotter};
 use crate::request::apply::{Applier, Fired, OpResult};
 use crate::request::prep::{Pending, Prep, WriteRequest};
 use crate::request::read::{encode_write_result, ReadError, Reads};
@@ -33,6 +37,14 @@ use crate::tree::DataTree;
 use crate::watch::{ConnId, WatchManager};
 
 use super::stats::{ConnStats, ServerStats};
+
+/// Txns applied but not yet durable before the core stops taking requests.
+const MAX_UNSYNCED: i64 = 20_000;
+/// Frames waiting for the log before the core stops taking requests.
+const MAX_HELD: usize = 200_000;
+/// Nodes serialized for a snapshot between two requests, and when idle.
+const SNAP_SLICE_BUSY: usize = 256;
+const SNAP_SLICE_IDLE: usize = 8192;
 
 /// Per-connection outbound queue depth. A client that lets this many frames pile up is not
 /// reading; it is disconnected rather than allowed to grow the server's memory.
@@ -132,7 +144,14 @@ pub struct Core {
     pub(crate) tree: DataTree,
     pub(crate) watches: WatchManager,
     pub(crate) sessions: SessionTracker,
-    pub(crate) log: Box<dyn TxnLog>,
+    log: LogWriter,
+    /// The last zxid on disk; nothing that reflects a later one has left the server.
+    synced: i64,
+    /// Frames (and closes) that wait until `synced` reaches their zxid, in send order.
+    held: VecDeque<(i64, ConnId, Outbound)>,
+    snapshots: Snapshotter,
+    txns_since_snapshot: u64,
+    snapshot_after: u64,
     pending: Pending,
     pub(crate) conns: HashMap<ConnId, Conn>,
     session_conn: HashMap<i64, ConnId>,
@@ -142,29 +161,103 @@ pub struct Core {
     pub(crate) started: Instant,
 }
 
+/// Why the core could not open its data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+    #[error("cannot write to {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl Core {
-    pub fn new(config: Arc<ServerConfig>) -> Core {
+    /// Load the data directory (see [`recover`]) and start the txn log writer.
+    pub fn open(config: Arc<ServerConfig>) -> Result<Core, OpenError> {
+        let restored = recover(
+            &config.data_dir,
+            &config.data_log_dir,
+            &RecoveryOptions {
+                extended_types: config.extended_types_enabled(),
+                trust_empty_snapshot: config.trust_empty_snapshot(),
+            },
+        )?;
+        Core::from_restored(config, restored)
+    }
+
+    fn from_restored(config: Arc<ServerConfig>, restored: Restored) -> Result<Core, OpenError> {
         let now = Instant::now();
-        let mut tree = DataTree::new();
+        let Restored {
+            mut tree,
+            sessions: restored_sessions,
+            zxid,
+            snapshot,
+            ..
+        } = restored;
         tree.set_extended_types(config.extended_types_enabled());
+        let snap_dir = version_dir(&config.data_dir);
+        let log_dir = version_dir(&config.data_log_dir);
+        let compression = Compression::from_setting(config.snapshot_compression());
+        let io = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| OpenError::Io { path, source }
+        };
+        std::fs::create_dir_all(&snap_dir).map_err(io(&snap_dir))?;
+        snap_writer::remove_scratch(&snap_dir);
+        if snapshot.is_none() {
+            // As Java: a data directory starts with a snapshot, so that its logs are never
+            // mistaken for a partial copy.
+            let sessions = restored_sessions.iter().map(|(k, v)| (*k, *v)).collect();
+            let path = snap_writer::write_now(&snap_dir, compression, &tree, sessions, zxid)
+                .map_err(io(&snap_dir))?;
+            tracing::info!(file = %path.display(), "initial snapshot written");
+        }
+        let log = LogWriter::start(
+            LogSettings {
+                dir: log_dir.clone(),
+                prealloc: config.pre_alloc_size_kb.saturating_mul(1024),
+                force_sync: config.force_sync,
+            },
+            zxid,
+        )
+        .map_err(io(&log_dir))?;
+        let snapshots = Snapshotter::new(
+            SnapSettings {
+                dir: snap_dir,
+                compression,
+            },
+            log.synced_shared.clone(),
+        );
+        let mut sessions = SessionTracker::new(1, config.tick_time as u64, now);
+        for (id, timeout) in &restored_sessions {
+            sessions.add_session(*id, *timeout, now);
+        }
         let auth = AuthConfig {
             super_digest: config.super_digest().map(str::to_owned),
             skip_acl: config.skip_acl(),
         };
-        Core {
-            sessions: SessionTracker::new(1, config.tick_time as u64, now),
+        let snapshot_after = snapshot_threshold(config.snap_count);
+        Ok(Core {
+            sessions,
             config,
             tree,
             watches: WatchManager::new(),
-            log: Box::new(MemoryLog::default()),
+            log,
+            synced: zxid,
+            held: VecDeque::new(),
+            snapshots,
+            txns_since_snapshot: 0,
+            snapshot_after,
             pending: Pending::default(),
             conns: HashMap::new(),
             session_conn: HashMap::new(),
-            last_zxid: 0,
+            last_zxid: zxid,
             auth,
             stats: ServerStats::default(),
             started: now,
-        }
+        })
     }
 
     /// Run until a [`CoreMsg::Shutdown`] arrives or every sender is gone.
@@ -173,24 +266,63 @@ impl Core {
         let mut sweep =
             tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut synced_rx = self.log.synced.clone();
         loop {
             let next_expiry = self
                 .sessions
                 .next_expiry()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            // Backpressure: stop taking requests while too much waits for the disk.
+            let accepting =
+                self.last_zxid - self.synced < MAX_UNSYNCED && self.held.len() < MAX_HELD;
+            let walking = self.snapshots.walking();
             tokio::select! {
-                msg = rx.recv() => match msg {
+                msg = rx.recv(), if accepting => match msg {
                     None | Some(CoreMsg::Shutdown) => break,
-                    Some(m) => self.handle(m),
+                    Some(m) => {
+                        self.handle(m);
+                        if self.snapshots.walking() {
+                            self.snapshots.step(&mut self.tree, &self.sessions, SNAP_SLICE_BUSY);
+                        }
+                    }
                 },
+                changed = synced_rx.changed() => {
+                    if changed.is_err() {
+                        tracing::error!("txn log writer stopped; shutting down");
+                        break;
+                    }
+                    let z = *synced_rx.borrow_and_update();
+                    self.on_synced(z);
+                }
                 _ = tokio::time::sleep_until(next_expiry.into()) => self.expire_sessions(),
                 _ = sweep.tick() => self.sweep_containers(),
+                _ = tokio::task::yield_now(), if walking => {
+                    self.snapshots.step(&mut self.tree, &self.sessions, SNAP_SLICE_IDLE);
+                }
             }
         }
+        // Everything applied is handed to the log; wait for it to be durable, then let the
+        // last replies out.
+        self.log.close();
+        let last = self.last_zxid;
+        self.on_synced(last);
         for c in self.conns.values() {
             let _ = c.out.try_send(Outbound::Close);
         }
         tracing::info!(zxid = format_args!("{:#x}", self.last_zxid), "core stopped");
+    }
+
+    /// The log is durable up to `zxid`: release what waited for it.
+    fn on_synced(&mut self, zxid: i64) {
+        self.synced = self.synced.max(zxid);
+        while let Some((z, _, _)) = self.held.front() {
+            if *z > self.synced {
+                break;
+            }
+            if let Some((_, conn, out)) = self.held.pop_front() {
+                self.emit_now(conn, out);
+            }
+        }
     }
 
     pub fn handle(&mut self, msg: CoreMsg) {
@@ -239,10 +371,31 @@ impl Core {
         }
     }
 
-    /// Queue a frame for a connection; a connection whose queue is full is closed.
+    /// Queue a frame for a connection. A frame leaves only once the state it reflects is
+    /// durable: while any txn is on its way to disk, frames wait in `held`, in order.
     fn send(&mut self, conn: ConnId, bytes: Bytes) {
+        self.emit(conn, Outbound::Frame(bytes));
+    }
+
+    fn emit(&mut self, conn: ConnId, out: Outbound) {
+        if self.held.is_empty() && self.synced >= self.last_zxid {
+            self.emit_now(conn, out);
+        } else {
+            self.held.push_back((self.last_zxid, conn, out));
+        }
+    }
+
+    /// Hand a frame to the connection's writer; a connection whose queue is full is closed.
+    fn emit_now(&mut self, conn: ConnId, out: Outbound) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
+        };
+        let bytes = match out {
+            Outbound::Frame(b) => b,
+            Outbound::Close => {
+                let _ = c.out.try_send(Outbound::Close);
+                return;
+            }
         };
         let len = bytes.len();
         match c.out.try_send(Outbound::Frame(bytes)) {
@@ -266,7 +419,7 @@ impl Core {
     fn close_conn(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.closing = true;
-            let _ = c.out.try_send(Outbound::Close);
+            self.emit(conn, Outbound::Close);
         }
     }
 
@@ -397,8 +550,8 @@ impl Core {
                 self.set_watches(conn, xid, op == Some(OpCode::SetWatches2), &mut r)
             }
             Some(OpCode::CloseSession) => {
-                let (entry, _) = self.write(session_id, xid, |p| Ok(p.close_session()));
-                self.reply(conn, xid, entry.header.zxid, ErrorCode::Ok, &[]);
+                let (zxid, _) = self.write(session_id, xid, |p| Ok(p.close_session()));
+                self.reply(conn, xid, zxid, ErrorCode::Ok, &[]);
                 self.session_conn.remove(&session_id);
                 self.close_conn(conn);
             }
@@ -421,19 +574,19 @@ impl Core {
                 | OpCode::SetAcl),
             ) => {
                 let decoded = WriteRequest::decode(op, &mut r);
-                let (entry, result) = self.write(session_id, xid, |p| match decoded {
+                let (zxid, result) = self.write(session_id, xid, |p| match decoded {
                     Ok(req) => p.prep(req),
                     Err(_) => Err(ErrorCode::MarshallingError),
                 });
-                self.write_reply(conn, xid, op, &entry, &result);
+                self.write_reply(conn, xid, op, zxid, &result);
             }
             Some(OpCode::Multi) => {
                 let decoded = WriteRequest::decode_multi(&mut r);
-                let (entry, result) = self.write(session_id, xid, |p| match decoded {
+                let (zxid, result) = self.write(session_id, xid, |p| match decoded {
                     Ok(ops) => Ok(p.prep_multi(ops)),
                     Err(_) => Err(ErrorCode::MarshallingError),
                 });
-                self.write_reply(conn, xid, OpCode::Multi, &entry, &result);
+                self.write_reply(conn, xid, OpCode::Multi, zxid, &result);
             }
             Some(
                 op @ (OpCode::Exists
@@ -490,15 +643,7 @@ impl Core {
         }
     }
 
-    fn write_reply(
-        &mut self,
-        conn: ConnId,
-        xid: i32,
-        op: OpCode,
-        entry: &TxnEntry,
-        res: &OpResult,
-    ) {
-        let zxid = entry.header.zxid;
+    fn write_reply(&mut self, conn: ConnId, xid: i32, op: OpCode, zxid: i64, res: &OpResult) {
         match res {
             OpResult::Error(e) => self.reply(conn, xid, zxid, *e, &[]),
             _ => {
@@ -509,13 +654,16 @@ impl Core {
         }
     }
 
-    /// prep → log → apply for one write. Every write, failed or not, consumes a zxid.
+    /// prep → apply → log for one write. Every write, failed or not, consumes a zxid.
+    ///
+    /// The tree changes at once, but nothing that shows the change (the reply, watch events,
+    /// any later reply) leaves the server before the log has the txn on disk: see `emit`.
     fn write(
         &mut self,
         session_id: i64,
         cxid: i32,
         prep: impl FnOnce(&mut Prep<'_>) -> Result<Txn, ErrorCode>,
-    ) -> (TxnEntry, OpResult) {
+    ) -> (i64, OpResult) {
         let zxid = self.last_zxid + 1;
         let ids = self
             .session_conn
@@ -545,11 +693,6 @@ impl Core {
             },
             txn,
         };
-        if let Err(e) = self.log.append(&entry).and_then(|_| self.log.sync()) {
-            // Without the log we cannot acknowledge anything: stop rather than lie.
-            tracing::error!(error = %e, "txn log failed; shutting down");
-            std::process::exit(2);
-        }
         self.last_zxid = zxid;
         let mut fired = Vec::new();
         let result = Applier {
@@ -566,8 +709,18 @@ impl Core {
             Txn::CloseSession { .. } => self.sessions.remove(session_id),
             _ => {}
         }
+        self.log.send(LogCmd::Append(entry));
         self.deliver(&fired, zxid);
-        (entry, result)
+        self.txns_since_snapshot += 1;
+        if self.txns_since_snapshot > self.snapshot_after {
+            self.txns_since_snapshot = 0;
+            self.snapshot_after = snapshot_threshold(self.config.snap_count);
+            // As Java: the next txn starts a new log file, and the tree as of this txn is
+            // written in the background.
+            self.log.send(LogCmd::Roll);
+            self.snapshots.begin(&mut self.tree, zxid);
+        }
+        (zxid, result)
     }
 
     /// Send watch events to every registered connection that may READ the node.
@@ -712,12 +865,19 @@ impl Core {
         }
         doomed.truncate(self.config.container_max_per_minute() as usize);
         for path in doomed {
-            let (entry, _) = self.write(0, 0, |p| {
+            let (zxid, res) = self.write(0, 0, |p| {
                 p.prep(WriteRequest::DeleteContainer(path.clone()))
             });
-            if let Txn::DeleteContainer { path } = &entry.txn {
-                tracing::debug!(%path, "container/TTL node removed");
+            if !matches!(res, OpResult::Error(_)) {
+                tracing::debug!(%path, zxid, "container/TTL node removed");
             }
         }
     }
+}
+
+/// Txns between snapshots: Java's `snapCount / 2 + random(snapCount / 2)`, so that the
+/// servers of an ensemble do not all snapshot at once.
+fn snapshot_threshold(snap_count: u64) -> u64 {
+    let half = (snap_count.max(2) / 2).max(1);
+    half + rand::random::<u64>() % half
 }

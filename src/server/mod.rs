@@ -24,6 +24,8 @@ pub use self::core::{Core, CoreMsg};
 pub enum ServerError {
     #[error("no clientPort configured")]
     NoClientPort,
+    #[error("cannot load the data directory: {0}")]
+    Data(#[from] self::core::OpenError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -89,13 +91,25 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .client_port_address
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let addr = SocketAddr::new(ip, port);
+    let config = Arc::new(config);
+    // Loading a large data directory takes a while; it happens before the port opens, so a
+    // client never reaches a server that cannot serve yet.
+    let cfg = config.clone();
+    let core = tokio::task::spawn_blocking(move || Core::open(cfg))
+        .await
+        .map_err(|e| {
+            ServerError::Data(self::core::OpenError::Io {
+                path: config.data_dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })??;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
     let addr = listener.local_addr().unwrap_or(addr);
-    let config = Arc::new(config);
     let (core_tx, core_rx) = mpsc::channel(config.global_outstanding_limit.max(1));
-    let core = tokio::spawn(Core::new(config.clone()).run(core_rx));
+    let core = tokio::spawn(core.run(core_rx));
+    spawn_autopurge(&config);
     let accept = tokio::spawn(accept_loop(listener, config.clone(), core_tx.clone()));
     tracing::info!(%addr, "serving clients");
     Ok(Running {
@@ -104,6 +118,32 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         core,
         accept,
     })
+}
+
+/// `autopurge.purgeInterval` hours > 0: purge at start and then every interval, as Java's
+/// `DatadirCleanupManager`.
+fn spawn_autopurge(config: &ServerConfig) {
+    let hours = config.autopurge_purge_interval_hours;
+    if hours == 0 {
+        return;
+    }
+    let (data, logs) = (config.data_dir.clone(), config.data_log_dir.clone());
+    let retain = config.autopurge_snap_retain_count as usize;
+    tracing::info!(hours, retain, "autopurge enabled");
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(hours as u64 * 3600));
+        loop {
+            every.tick().await;
+            let (d, l) = (data.clone(), logs.clone());
+            match tokio::task::spawn_blocking(move || crate::persist::purge::purge(&d, &l, retain))
+                .await
+            {
+                Ok(Ok(removed)) => tracing::info!(files = removed.len(), "autopurge done"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "autopurge failed"),
+                Err(e) => tracing::warn!(error = %e, "autopurge task failed"),
+            }
+        }
+    });
 }
 
 async fn accept_loop(

@@ -161,6 +161,17 @@ impl SessionTracker {
         }
     }
 
+    /// Every session with its negotiated timeout, sorted by id (what a snapshot stores).
+    pub fn with_timeouts(&self) -> Vec<(i64, i32)> {
+        let mut v: Vec<(i64, i32)> = self
+            .sessions
+            .iter()
+            .map(|(id, s)| (*id, s.timeout_ms))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     pub fn timeout_of(&self, id: i64) -> Option<i32> {
         self.sessions.get(&id).map(|s| s.timeout_ms)
     }

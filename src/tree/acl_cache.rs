@@ -15,6 +15,8 @@ pub struct AclCache {
     by_list: HashMap<Vec<Acl>, i64>,
     next: i64,
     open: Vec<Acl>,
+    /// While a snapshot is written, unused entries stay so every reference it saw resolves.
+    pinned: bool,
 }
 
 impl Default for AclCache {
@@ -24,6 +26,7 @@ impl Default for AclCache {
             by_list: HashMap::new(),
             next: 1,
             open: Acl::open_unsafe(),
+            pinned: false,
         }
     }
 }
@@ -48,12 +51,60 @@ impl AclCache {
     pub fn release(&mut self, r: i64) {
         if let Some(e) = self.by_ref.get_mut(&r) {
             e.1 = e.1.saturating_sub(1);
-            if e.1 == 0 {
+            if e.1 == 0 && !self.pinned {
                 if let Some((list, _)) = self.by_ref.remove(&r) {
                     self.by_list.remove(&list);
                 }
             }
         }
+    }
+
+    /// Entries from a snapshot, with no uses yet; numbering continues after the largest.
+    pub fn restore(&mut self, entries: Vec<(i64, Vec<Acl>)>) {
+        for (r, list) in entries {
+            self.next = self.next.max(r.saturating_add(1));
+            self.by_list.insert(list.clone(), r);
+            self.by_ref.insert(r, (list, 0));
+        }
+    }
+
+    /// Count one more use of `r`; false if there is no such entry.
+    pub fn add_use(&mut self, r: i64) -> bool {
+        match self.by_ref.get_mut(&r) {
+            Some(e) => {
+                e.1 += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drop entries nobody uses.
+    pub fn purge_unused(&mut self) {
+        let unused: Vec<i64> = self
+            .by_ref
+            .iter()
+            .filter(|(_, e)| e.1 == 0)
+            .map(|(r, _)| *r)
+            .collect();
+        for r in unused {
+            if let Some((list, _)) = self.by_ref.remove(&r) {
+                if self.by_list.get(&list) == Some(&r) {
+                    self.by_list.remove(&list);
+                }
+            }
+        }
+    }
+
+    /// Keep unused entries until [`AclCache::unpin`].
+    pub fn pin(&mut self) {
+        self.pinned = true;
+    }
+
+    /// Stop pinning and drop what became unused meanwhile.
+    pub fn unpin(&mut self) {
+        self.pinned = false;
+        self.purge_unused();
     }
 
     pub fn get(&self, r: i64) -> &[Acl] {

@@ -6,6 +6,7 @@
 
 mod acl_cache;
 mod path;
+mod persist;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -17,6 +18,7 @@ use crate::jute::records::{Acl, Stat};
 
 pub use acl_cache::{AclCache, OPEN_UNSAFE_ACL_REF};
 pub use path::{parent_and_name, sequential_suffix, validate_path};
+pub use persist::{LoadError, TreeLoader};
 
 /// The quota tree's root.
 pub const QUOTA_ROOT: &str = "/zookeeper/quota";

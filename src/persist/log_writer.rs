@@ -1,0 +1,266 @@
+//! The txn log writer: Java's `FileTxnLog` on disk, with group commit.
+//!
+//! One OS thread owns the open log file. The core hands it entries through a bounded channel
+//! and goes on; the thread takes everything that has queued up, writes it in one `write`,
+//! fsyncs once, and publishes the last durable zxid. A lone writer waits for no timer: its
+//! entry is written as soon as the thread wakes, and entries that arrive while an fsync is
+//! running form the next batch. The core never lets a client see a change before the zxid
+//! that made it is published here.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::files::{log_name, sync_dir};
+use super::txnlog::{encode_record, file_header};
+use crate::request::txn::TxnEntry;
+
+/// How many entries may wait for the writer. The core applies backpressure well below this.
+pub const LOG_QUEUE: usize = 65_536;
+/// Largest batch written before an fsync, so one fsync never waits behind a huge write.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Java extends a log when the write position comes within this many bytes of its end.
+const PREALLOC_MARGIN: u64 = 4096;
+
+/// What the core asks of the writer.
+#[derive(Debug)]
+pub enum LogCmd {
+    Append(TxnEntry),
+    /// Start a new file with the next appended entry (Java's `rollLog`, at a snapshot).
+    Roll,
+}
+
+/// Settings of the log files.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// `<dataLogDir>/version-2`.
+    pub dir: PathBuf,
+    /// `preAllocSize` in bytes.
+    pub prealloc: u64,
+    /// `forceSync`: fsync each batch.
+    pub force_sync: bool,
+}
+
+/// The open log file and its write position.
+struct LogFile {
+    file: File,
+    path: PathBuf,
+    pos: u64,
+    size: u64,
+}
+
+/// Writes entries into `log.<zxid>` files. Used by the writer thread; synchronous, so it is
+/// also what tests drive directly.
+pub struct LogFiles {
+    settings: LogSettings,
+    current: Option<LogFile>,
+    buf: Vec<u8>,
+    /// First zxid of the batch in `buf`, if the batch opens a new file.
+    batch_first: Option<i64>,
+}
+
+impl LogFiles {
+    pub fn new(settings: LogSettings) -> LogFiles {
+        LogFiles {
+            settings,
+            current: None,
+            buf: Vec::with_capacity(64 * 1024),
+            batch_first: None,
+        }
+    }
+
+    /// Buffer one entry (written by the next [`LogFiles::commit`]).
+    pub fn append(&mut self, entry: &TxnEntry) {
+        if self.current.is_none() && self.batch_first.is_none() {
+            self.batch_first = Some(entry.header.zxid);
+        }
+        encode_record(entry, None, &mut self.buf);
+    }
+
+    /// Bytes buffered and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn open(&mut self, first_zxid: i64) -> io::Result<()> {
+        let path = self.settings.dir.join(log_name(first_zxid));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        file.write_all_at(&file_header(), 0)?;
+        sync_dir(&self.settings.dir)?;
+        tracing::info!(file = %path.display(), "new txn log");
+        self.current = Some(LogFile {
+            file,
+            path,
+            pos: 16,
+            size: 16,
+        });
+        Ok(())
+    }
+
+    /// Write the buffered entries and, with forceSync, make them durable.
+    pub fn commit(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Some(first) = self.batch_first.take() {
+            self.open(first)?;
+        }
+        let prealloc = self.settings.prealloc.max(4096);
+        let force = self.settings.force_sync;
+        let Some(f) = self.current.as_mut() else {
+            return Err(io::Error::other("no log file open"));
+        };
+        let end = f.pos + self.buf.len() as u64;
+        if end + PREALLOC_MARGIN >= f.size {
+            let mut size = f.size;
+            while end + PREALLOC_MARGIN >= size {
+                size += prealloc;
+            }
+            f.file.set_len(size)?;
+            f.size = size;
+        }
+        f.file.write_all_at(&self.buf, f.pos)?;
+        f.pos = end;
+        self.buf.clear();
+        if force {
+            f.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Close the current file; the next entry starts a new one.
+    pub fn roll(&mut self) -> io::Result<()> {
+        self.commit()?;
+        if let Some(f) = self.current.take() {
+            tracing::debug!(file = %f.path.display(), bytes = f.pos, "txn log rolled");
+        }
+        Ok(())
+    }
+}
+
+/// The core's handle on the writer thread.
+pub struct LogWriter {
+    tx: Option<SyncSender<LogCmd>>,
+    /// The last durable zxid, for the core's select loop.
+    pub synced: watch::Receiver<i64>,
+    /// The same figure, for the snapshot thread.
+    pub synced_shared: Arc<AtomicI64>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl LogWriter {
+    /// Start the writer thread. `last_zxid` is what recovery restored (already durable).
+    pub fn start(settings: LogSettings, last_zxid: i64) -> io::Result<LogWriter> {
+        fs::create_dir_all(&settings.dir)?;
+        let (tx, rx) = mpsc::sync_channel(LOG_QUEUE);
+        let (synced_tx, synced) = watch::channel(last_zxid);
+        let shared = Arc::new(AtomicI64::new(last_zxid));
+        let shared2 = shared.clone();
+        let join = std::thread::Builder::new()
+            .name("txnlog".into())
+            .spawn(move || writer_loop(LogFiles::new(settings), rx, synced_tx, shared2))?;
+        Ok(LogWriter {
+            tx: Some(tx),
+            synced,
+            synced_shared: shared,
+            join: Some(join),
+        })
+    }
+
+    /// Queue a command. The core bounds what it has in flight below [`LOG_QUEUE`], so this
+    /// does not block in practice; if it would, it waits rather than drop a txn.
+    pub fn send(&self, cmd: LogCmd) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(TrySendError::Full(cmd)) => {
+                tracing::warn!("txn log queue full; waiting for the writer");
+                let _ = tx.send(cmd);
+            }
+            Err(TrySendError::Disconnected(_)) => fatal("the txn log writer has stopped"),
+        }
+    }
+
+    /// Flush what is queued and stop the thread.
+    pub fn close(&mut self) {
+        self.tx = None;
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Without its log the server cannot acknowledge anything: stop rather than lie.
+fn fatal(what: &str) -> ! {
+    tracing::error!("{what}; shutting down");
+    std::process::exit(2)
+}
+
+fn writer_loop(
+    mut files: LogFiles,
+    rx: Receiver<LogCmd>,
+    synced: watch::Sender<i64>,
+    shared: Arc<AtomicI64>,
+) {
+    let mut last = None;
+    let handle = |files: &mut LogFiles, cmd: LogCmd, last: &mut Option<i64>| match cmd {
+        LogCmd::Append(e) => {
+            files.append(&e);
+            *last = Some(e.header.zxid);
+        }
+        LogCmd::Roll => {
+            if let Err(e) = files.roll() {
+                fatal(&format!("cannot roll the txn log: {e}"));
+            }
+        }
+    };
+    while let Ok(cmd) = rx.recv() {
+        handle(&mut files, cmd, &mut last);
+        while files.buffered() < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(cmd) => handle(&mut files, cmd, &mut last),
+                Err(_) => break,
+            }
+        }
+        let t = Instant::now();
+        if let Err(e) = files.commit() {
+            fatal(&format!("cannot write the txn log: {e}"));
+        }
+        if let Some(z) = last.take() {
+            tracing::trace!(
+                zxid = z,
+                micros = t.elapsed().as_micros() as u64,
+                "log batch durable"
+            );
+            shared.store(z, Ordering::Release);
+            synced.send_replace(z);
+        }
+    }
+    if let Err(e) = files.commit() {
+        tracing::error!(error = %e, "cannot write the txn log at shutdown");
+    }
+}
+
+/// Remove a file with a warning (used by recovery for empty or headerless last logs).
+pub fn remove_with_warning(path: &Path, why: &str) -> io::Result<()> {
+    tracing::warn!(file = %path.display(), "{why}; removing it");
+    fs::remove_file(path)
+}
