@@ -13,8 +13,12 @@ run_seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 3.0
 rows = [json.loads(l) for l in open(raw)]
 cells = defaultdict(lambda: defaultdict(list))
 mem = defaultdict(list)
+restart = defaultdict(list)
 for r in rows:
     x = r["r"]
+    if x["workload"] == "restart":
+        restart[r["server"]].append((r["restart_s"], r["rss_restart_kb"], r["snap_bytes"], x["znodes"]))
+        continue
     if x["workload"] == "load":
         mem[r["server"]].append((r["rss_after_kb"], x["znodes"], x["seconds"], r["rss_before_kb"]))
         continue
@@ -36,8 +40,8 @@ print()
 print("Machine: %s, %d cores, %s; Java heap -Xmx%s (zkServer.sh default); server pinned to CPU 0,"
       " load generator (Rust zookeeper-client, closed loop, one request in flight per session) to CPU 1."
       % (cpu or platform.processor(), os.cpu_count(), platform.platform(), heap))
-print("Java runs with its default forceSync=yes (an fsync per write batch); **ferrokeeper has no"
-      " durability yet (in-memory), so write rows compare unequal work**. Figures are medians over"
+print("Both servers run with forceSync=yes: a write is acknowledged only after an fsync of its log"
+      " batch (group commit), data on the same disk. Figures are medians over"
       " runs, ± is the max−min spread; ratio = ferrokeeper / Java (throughput) or Java / ferrokeeper"
       " (latency, CPU), so > 1 means ferrokeeper is better.")
 print()
@@ -66,3 +70,14 @@ if mem["java"] and mem["fk"]:
     fb = statistics.median(m[3] for m in mem["fk"]) / 1024
     print("| idle, fresh start | %.0f MiB | %.1f MiB | %.1f× smaller |" % (jb, fb, jb / max(fb, 1e-9)))
     print("| after %d znodes of 100 B | %.0f MiB | %.0f MiB | %.1f× smaller |" % (n, jr, fr, jr / max(fr, 1e-9)))
+
+if restart["java"] and restart["fk"]:
+    print()
+    print("| recovery (restart on the loaded dataDir, page cache dropped) | Java | fk | ratio |")
+    print("|---|---|---|---|")
+    jm = lambda i: statistics.median(m[i] for m in restart["java"])
+    fm = lambda i: statistics.median(m[i] for m in restart["fk"])
+    n = restart["fk"][0][3]
+    print("| start to serving, %d znodes | %.2f s | %.2f s | %.1f× faster |" % (n, jm(0), fm(0), jm(0) / max(fm(0), 1e-9)))
+    print("| RSS after restart | %.0f MiB | %.0f MiB | %.1f× smaller |" % (jm(1) / 1024, fm(1) / 1024, jm(1) / max(fm(1), 1e-9)))
+    print("| newest snapshot on disk | %.1f MiB | %.1f MiB | %.2f× |" % (jm(2) / 2**20, fm(2) / 2**20, jm(2) / max(fm(2), 1)))

@@ -17,6 +17,7 @@ SECONDS_PER=${SECONDS_PER:-3}
 WORKLOADS=${WORKLOADS:-"create set get exists children mixed90 mixed50"}
 SESSIONS=${SESSIONS:-"1 8 32"}
 ZNODES=${ZNODES:-100000}
+RESTART=${RESTART:-1}          # also time a restart on the loaded data directory
 JAVA_HEAP=${JAVA_HEAP:-1000m}   # zkServer.sh's default ZK_SERVER_HEAP
 PORT_JAVA=23181
 PORT_FK=23182
@@ -69,6 +70,25 @@ for run in $(seq 1 "$RUNS"); do
     rss1=$(rss_kb "$PID")
     echo "{\"server\":\"$kind\",\"run\":$run,\"rss_before_kb\":$rss0,\"rss_after_kb\":$rss1,\"r\":$line}" >> "$raw"
     if [ "$kind" = java ]; then stop_pid "$JAVA_ZK_PID"; else stop_pid "$FK_PID"; fi
+    if [ "$RESTART" = 1 ]; then
+      # Recovery: the same data directory, restarted; time from exec to serving, RSS after.
+      snap_bytes=$(stat -c %s "$(ls -t "$work/$kind/data/version-2"/snapshot.* | head -1)")
+      if [ "$kind" = java ]; then
+        cmd=(taskset -c 0 java "-Xmx$JAVA_HEAP" -Dlogback.configurationFile="$COMPAT_DIR/java-zk/logback.xml"
+             -Dzookeeper.extendedTypesEnabled=true -cp "$(java_zk_cp)"
+             org.apache.zookeeper.server.ZooKeeperServerMain "$work/$kind/zoo.cfg")
+        port=$PORT_JAVA
+      else
+        cmd=(env RUST_LOG=info taskset -c 0 "$(ferrokeeper_bin)" --config "$work/$kind/zoo.cfg")
+        port=$PORT_FK
+      fi
+      sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+      read -r PID secs < <(python3 bench/restart.py "$port" "$work/$kind/restart.log" -- "${cmd[@]}")
+      sleep 2
+      rss2=$(rss_kb "$PID")
+      echo "{\"server\":\"$kind\",\"run\":$run,\"restart_s\":$secs,\"rss_restart_kb\":$rss2,\"snap_bytes\":$snap_bytes,\"r\":{\"workload\":\"restart\",\"znodes\":$ZNODES}}" >> "$raw"
+      stop_pid "$PID"
+    fi
   done
 done
 mkdir -p bench/results

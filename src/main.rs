@@ -36,8 +36,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a snapshot (Java ZooKeeper's `version-2/snapshot.*`, uncompressed), like
-    /// zkSnapShotToolkit; every checksum seal is verified.
+    /// Print a snapshot (Java ZooKeeper's `version-2/snapshot.*`; `.gz` and `.snappy` are
+    /// decompressed by their name), like zkSnapShotToolkit; every checksum seal is verified.
     SnapshotDump {
         /// The snapshot file.
         file: PathBuf,
@@ -56,7 +56,13 @@ fn dump(file: &std::path::Path, json: bool, snapshot: bool) -> ExitCode {
         }
     };
     let rendered = if snapshot {
-        ferrokeeper::persist::dump::render_snapshot(&bytes, json).map_err(|e| e.to_string())
+        use ferrokeeper::persist::compress::{decompress, Compression};
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        decompress(Compression::from_name(name), bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| {
+                ferrokeeper::persist::dump::render_snapshot(&raw, json).map_err(|e| e.to_string())
+            })
     } else {
         ferrokeeper::persist::dump::render(&bytes, json).map_err(|e| e.to_string())
     };

@@ -142,8 +142,6 @@ const NOT_YET: &[&str] = &[
     "secureClientPortAddress",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
-    "autopurge.snapRetainCount",
-    "autopurge.purgeInterval",
     "connectToLearnerMasterLimit",
     "observerMasterPort",
     "multiAddress.enabled",
@@ -482,6 +480,10 @@ impl ServerConfig {
     /// `snapshot.compression.method`: `gz`, `snappy`, or none.
     pub fn snapshot_compression(&self) -> Option<&str> {
         self.props.get("zookeeper.snapshot.compression.method")
+    }
+    /// `digest.enabled`: log a tree digest with every txn and store it in snapshots.
+    pub fn digest_enabled(&self) -> bool {
+        self.props.bool("zookeeper.digest.enabled", true)
     }
     /// `snapshot.trust.empty`: start from logs alone when there is no snapshot.
     pub fn trust_empty_snapshot(&self) -> bool {

@@ -33,7 +33,8 @@ const PREALLOC_MARGIN: u64 = 4096;
 /// What the core asks of the writer.
 #[derive(Debug)]
 pub enum LogCmd {
-    Append(TxnEntry),
+    /// An entry and the TxnDigest to log with it (`(version, tree digest after the txn)`).
+    Append(TxnEntry, Option<(i32, i64)>),
     /// Start a new file with the next appended entry (Java's `rollLog`, at a snapshot).
     Roll,
 }
@@ -78,11 +79,11 @@ impl LogFiles {
     }
 
     /// Buffer one entry (written by the next [`LogFiles::commit`]).
-    pub fn append(&mut self, entry: &TxnEntry) {
+    pub fn append(&mut self, entry: &TxnEntry, digest: Option<(i32, i64)>) {
         if self.current.is_none() && self.batch_first.is_none() {
             self.batch_first = Some(entry.header.zxid);
         }
-        encode_record(entry, None, &mut self.buf);
+        encode_record(entry, digest, &mut self.buf);
     }
 
     /// Bytes buffered and not yet written.
@@ -222,8 +223,8 @@ fn writer_loop(
 ) {
     let mut last = None;
     let handle = |files: &mut LogFiles, cmd: LogCmd, last: &mut Option<i64>| match cmd {
-        LogCmd::Append(e) => {
-            files.append(&e);
+        LogCmd::Append(e, digest) => {
+            files.append(&e, digest);
             *last = Some(e.header.zxid);
         }
         LogCmd::Roll => {

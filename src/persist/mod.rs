@@ -18,3 +18,6 @@ pub mod recovery;
 pub mod snap_writer;
 pub mod snapshot;
 pub mod txnlog;
+
+#[cfg(test)]
+mod tests;

@@ -65,6 +65,8 @@ pub struct Restored {
     pub snapshot: Option<PathBuf>,
     /// Txns replayed from the logs.
     pub replayed: u64,
+    /// Logged or snapshot digests that the rebuilt tree did not match (reported, as Java).
+    pub digest_mismatches: u64,
 }
 
 /// Options that change what recovery accepts.
@@ -84,11 +86,12 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
 
 /// Load one snapshot file completely; on success the tree, sessions and the zxid it is named
 /// after.
+#[allow(clippy::type_complexity)]
 fn load_snapshot(
     path: &Path,
     zxid: i64,
     extended_types: bool,
-) -> Result<(DataTree, BTreeMap<i64, i32>), String> {
+) -> Result<(DataTree, BTreeMap<i64, i32>, Option<(i64, i64)>), String> {
     let started = Instant::now();
     let raw = fs::read(path).map_err(|e| e.to_string())?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -113,7 +116,11 @@ fn load_snapshot(
         }
     }
     let znodes = loader.len();
-    reader.finish().map_err(|e| e.to_string())?;
+    let (digest, _) = reader.finish().map_err(|e| e.to_string())?;
+    // Java ignores a digest of another version, or one older than the snapshot's name.
+    let digest = digest
+        .filter(|(z, v, _)| *v == crate::tree::DIGEST_VERSION && *z >= zxid)
+        .map(|(z, _, d)| (z, d));
     let tree = loader.finish();
     tracing::info!(
         file = %path.display(),
@@ -123,7 +130,7 @@ fn load_snapshot(
         seconds = started.elapsed().as_secs_f64(),
         "snapshot loaded"
     );
-    Ok((tree, sessions.into_iter().collect()))
+    Ok((tree, sessions.into_iter().collect(), digest))
 }
 
 fn reader_progress(buf: &[u8], r: &SnapshotReader<'_>) -> f64 {
@@ -153,8 +160,8 @@ pub fn recover(
     let mut first_failure = None;
     for (zxid, path) in snaps.iter().take(MAX_SNAPSHOTS_TRIED) {
         match load_snapshot(path, *zxid, opts.extended_types) {
-            Ok((tree, sessions)) => {
-                loaded = Some((tree, sessions, *zxid, path.clone()));
+            Ok((tree, sessions, digest)) => {
+                loaded = Some((tree, sessions, *zxid, path.clone(), digest));
                 break;
             }
             Err(why) => {
@@ -163,8 +170,8 @@ pub fn recover(
             }
         }
     }
-    let (mut tree, mut sessions, snap_zxid, snapshot) = match loaded {
-        Some((t, s, z, p)) => (t, s, z, Some(p)),
+    let (mut tree, mut sessions, snap_zxid, snapshot, mut snap_digest) = match loaded {
+        Some((t, s, z, p, d)) => (t, s, z, Some(p), d),
         None if !snaps.is_empty() => {
             return Err(RecoveryError::NoValidSnapshot {
                 count: snaps.len(),
@@ -178,9 +185,16 @@ pub fn recover(
         None => {
             let mut t = DataTree::new();
             t.set_extended_types(opts.extended_types);
-            (t, BTreeMap::new(), 0, None)
+            (t, BTreeMap::new(), 0, None, None)
         }
     };
+    let mut digest_check = DigestCheck::default();
+    if let Some((z, d)) = snap_digest {
+        if z == snap_zxid {
+            digest_check.compare(z, tree.digest(), d);
+            snap_digest = None;
+        }
+    }
 
     // The newest log that starts at or before the snapshot, and every later one.
     let start = logs.iter().rposition(|(z, _)| *z <= snap_zxid).unwrap_or(0);
@@ -233,6 +247,22 @@ pub fn recover(
             fired.clear();
             zxid = h.zxid;
             replayed += 1;
+            // As Java: logged digests are comparable only once replay has passed the end of
+            // the fuzzy snapshot, where the snapshot's own digest is checked.
+            match snap_digest {
+                Some((z, d)) if z == h.zxid => {
+                    digest_check.compare(z, tree.digest(), d);
+                    snap_digest = None;
+                }
+                Some(_) => {}
+                None => {
+                    if let Some((v, d)) = e.digest {
+                        if v == crate::tree::DIGEST_VERSION {
+                            digest_check.compare(h.zxid, tree.digest(), d);
+                        }
+                    }
+                }
+            }
         }
         if let LogEnd::TornTail { offset } = end {
             tracing::warn!(
@@ -245,6 +275,7 @@ pub fn recover(
         }
     }
     tree.recount_quotas();
+    digest_check.report();
     tracing::info!(
         znodes = tree.node_count().saturating_sub(1),
         sessions = sessions.len(),
@@ -259,7 +290,45 @@ pub fn recover(
         zxid,
         snapshot,
         replayed,
+        digest_mismatches: digest_check.mismatched,
     })
+}
+
+/// Counts digest mismatches during replay. Like Java, a mismatch is reported, not fatal: the
+/// digest catches divergence between servers, and the data itself passed its checksums.
+#[derive(Default)]
+struct DigestCheck {
+    checked: u64,
+    mismatched: u64,
+}
+
+impl DigestCheck {
+    fn compare(&mut self, zxid: i64, ours: u64, logged: i64) {
+        self.checked += 1;
+        if ours as i64 != logged {
+            self.mismatched += 1;
+            if self.mismatched <= 3 {
+                tracing::warn!(
+                    zxid = format_args!("{zxid:#x}"),
+                    ours = ours as i64,
+                    logged,
+                    "tree digest differs from the one logged with this txn"
+                );
+            }
+        }
+    }
+
+    fn report(&self) {
+        if self.mismatched > 0 {
+            tracing::warn!(
+                mismatched = self.mismatched,
+                checked = self.checked,
+                "tree digests differed during replay"
+            );
+        } else {
+            tracing::debug!(checked = self.checked, "tree digests matched during replay");
+        }
+    }
 }
 
 fn zxid_epoch(z: i64) -> i64 {

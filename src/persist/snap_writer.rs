@@ -24,18 +24,23 @@ use super::txnlog::Adler32;
 use crate::jute::records::Acl;
 use crate::jute::Writer;
 use crate::session::SessionTracker;
-use crate::tree::DataTree;
+use crate::tree::{DataTree, DIGEST_VERSION};
 
 /// Slices the core may hand over before it waits for the writer thread.
 const SLICE_QUEUE: usize = 16;
 /// A slice is cut when it holds this many bytes.
 const SLICE_BYTES: usize = 256 * 1024;
 
-/// The sessions and ACL cache, which go before the nodes in the file.
+/// What goes around the nodes: the sessions and ACL cache before them, and after them the
+/// tree digest (when digests are on) and the last processed zxid, both as of the end of the
+/// walk, as Java writes them.
 #[derive(Debug, Default)]
 pub struct Preamble {
     pub sessions: Vec<(i64, i32)>,
     pub acls: Vec<(i64, Vec<Acl>)>,
+    /// `(zxid, digest)`: the tree digest after txn `zxid`.
+    pub digest: Option<(i64, i64)>,
+    pub last_zxid: i64,
 }
 
 enum SnapMsg {
@@ -106,6 +111,14 @@ pub fn write_file(
     end.ustring("/");
     out.put(&end.buf)?;
     out.seal()?;
+    if let Some((zxid, digest)) = pre.digest {
+        let mut w = Writer::new();
+        w.i64(zxid).i32(DIGEST_VERSION).i64(digest);
+        out.put(&w.buf)?;
+        out.seal()?;
+    }
+    out.put(&pre.last_zxid.to_be_bytes())?;
+    out.seal()?;
     let bufw = out.inner.finish()?;
     let file = bufw.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -119,6 +132,7 @@ pub fn write_now(
     tree: &DataTree,
     sessions: Vec<(i64, i32)>,
     zxid: i64,
+    digest: bool,
 ) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let mut nodes = Writer::new();
@@ -129,6 +143,8 @@ pub fn write_now(
     let pre = Preamble {
         sessions,
         acls: tree.acl_cache_entries(),
+        digest: digest.then(|| (zxid, tree.digest() as i64)),
+        last_zxid: zxid,
     };
     let name = snapshot_name(zxid, method.suffix());
     let tmp = dir.join(format!("{name}.tmp"));
@@ -145,6 +161,8 @@ pub struct SnapSettings {
     /// `<dataDir>/version-2`.
     pub dir: PathBuf,
     pub compression: Compression,
+    /// `digest.enabled`: store the tree digest.
+    pub digest: bool,
 }
 
 /// A snapshot in progress, driven by the core.
@@ -227,7 +245,13 @@ impl Snapshotter {
     /// Serialize up to `budget` more nodes. Call between requests while [`walking`] is true.
     ///
     /// [`walking`]: Snapshotter::walking
-    pub fn step(&mut self, tree: &mut DataTree, sessions: &SessionTracker, budget: usize) {
+    pub fn step(
+        &mut self,
+        tree: &mut DataTree,
+        sessions: &SessionTracker,
+        last_zxid: i64,
+        budget: usize,
+    ) {
         let Some(job) = self.job.as_mut() else { return };
         if let Some(slice) = job.slice.take() {
             match job.tx.try_send(SnapMsg::Nodes(slice)) {
@@ -256,6 +280,11 @@ impl Snapshotter {
             let pre = Preamble {
                 sessions: sessions.with_timeouts(),
                 acls: tree.acl_cache_entries(),
+                digest: self
+                    .settings
+                    .digest
+                    .then(|| (last_zxid, tree.digest() as i64)),
+                last_zxid,
             };
             tree.pin_acls(false);
             let nodes = job.nodes;

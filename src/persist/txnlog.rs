@@ -254,11 +254,32 @@ fn all_zero(b: &[u8]) -> bool {
     b.iter().all(|x| *x == 0)
 }
 
+/// Whether a complete, checksummed entry starts anywhere in `buf` after `from`. A crash
+/// leaves at most one broken entry at the end of a log; broken bytes with a good entry after
+/// them are damage, not a tear.
+fn good_entry_after(buf: &[u8], from: usize) -> Option<usize> {
+    let mut p = from + 1;
+    while p + 13 <= buf.len() {
+        let len = i32::from_be_bytes([buf[p + 8], buf[p + 9], buf[p + 10], buf[p + 11]]);
+        if len >= 28 && (len as usize) <= buf.len() - p - 13 {
+            let len = len as usize;
+            if buf[p + 12 + len] == EOR && buf[p..p + 4] == [0, 0, 0, 0] {
+                let crc = u64::from_be_bytes(buf[p..p + 8].try_into().unwrap_or_default());
+                if adler32(&buf[p + 12..p + 12 + len]) as u64 == crc {
+                    return Some(p);
+                }
+            }
+        }
+        p += 1;
+    }
+    None
+}
+
 /// Read every good entry of a log file's bytes.
 ///
 /// A log ends at EOF or at preallocated zeros. A last entry cut short by a crash (it runs past
-/// the end of the file, or is followed only by zeros and its checksum or end marker is wrong)
-/// is a torn tail: everything before it is good. Damage followed by more data is corruption
+/// the end of the file, or its checksum or end marker is wrong and no good entry follows) is
+/// a torn tail: everything before it is good. Damage followed by a good entry is corruption
 /// and an error, so nothing after it is dropped silently.
 pub fn read_log(buf: &[u8]) -> Result<(Vec<LogEntry>, LogEnd), LogError> {
     let mut r = Reader::new(buf);
@@ -270,6 +291,20 @@ pub fn read_log(buf: &[u8]) -> Result<(Vec<LogEntry>, LogEnd), LogError> {
     }
     let mut entries = Vec::new();
     let mut pos = 16usize;
+    // The end of the readable log at `offset`: zeros, a tear, or damage.
+    let broken = |offset: usize, why: &'static str, checksum: bool| {
+        if good_entry_after(buf, offset).is_some() {
+            Err(if checksum {
+                LogError::Checksum { offset }
+            } else {
+                LogError::Corrupt { offset, why }
+            })
+        } else if all_zero(&buf[offset..]) {
+            Ok(LogEnd::Preallocated { offset })
+        } else {
+            Ok(LogEnd::TornTail { offset })
+        }
+    };
     loop {
         let offset = pos;
         let rest = &buf[pos..];
@@ -277,31 +312,18 @@ pub fn read_log(buf: &[u8]) -> Result<(Vec<LogEntry>, LogEnd), LogError> {
             return Ok((entries, LogEnd::Eof));
         }
         if rest.len() < 12 {
-            return Ok((
-                entries,
-                if all_zero(rest) {
-                    LogEnd::Preallocated { offset }
-                } else {
-                    LogEnd::TornTail { offset }
-                },
-            ));
+            return Ok((entries, broken(offset, "", false)?));
         }
         let crc = u64::from_be_bytes(rest[..8].try_into().unwrap_or_default());
         let len = i32::from_be_bytes(rest[8..12].try_into().unwrap_or_default());
         if len == 0 {
-            if !all_zero(&rest[12..]) {
-                return Err(LogError::Corrupt {
-                    offset,
-                    why: "an entry of length 0 is followed by more data",
-                });
-            }
             return Ok((
                 entries,
-                if crc == 0 {
-                    LogEnd::Preallocated { offset }
-                } else {
-                    LogEnd::TornTail { offset }
-                },
+                broken(
+                    offset,
+                    "an entry of length 0 is followed by more entries",
+                    false,
+                )?,
             ));
         }
         if len < 0 || len as usize > MAX_ENTRY {
@@ -312,23 +334,22 @@ pub fn read_log(buf: &[u8]) -> Result<(Vec<LogEntry>, LogEnd), LogError> {
         }
         let len = len as usize;
         if rest.len() < 12 + len + 1 {
-            // The entry runs past the end of the file: a write cut short.
-            return Ok((entries, LogEnd::TornTail { offset }));
+            // The entry runs past the end of the file: a write cut short, unless its length
+            // is what is damaged.
+            return Ok((
+                entries,
+                broken(offset, "entry length runs past the end of the file", false)?,
+            ));
         }
         let payload = &rest[12..12 + len];
-        let eor_ok = rest[12 + len] == EOR;
-        let sum_ok = adler32(payload) as u64 == crc;
-        if !eor_ok || !sum_ok {
-            if all_zero(&rest[12 + len + 1..]) {
-                return Ok((entries, LogEnd::TornTail { offset }));
-            }
-            if !sum_ok {
-                return Err(LogError::Checksum { offset });
-            }
-            return Err(LogError::Corrupt {
-                offset,
-                why: "missing end-of-record marker",
-            });
+        if rest[12 + len] != EOR {
+            return Ok((
+                entries,
+                broken(offset, "missing end-of-record marker", false)?,
+            ));
+        }
+        if adler32(payload) as u64 != crc {
+            return Ok((entries, broken(offset, "", true)?));
         }
         entries.push(decode_entry(offset, payload)?);
         pos += 12 + len + 1;

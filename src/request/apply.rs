@@ -92,7 +92,12 @@ impl Applier<'_> {
                     .repair_parent_after_create(path, *parent_cversion, zxid);
             }
             Txn::Delete { path } | Txn::DeleteContainer { path }
-                if self.tree.node(path).is_none_or(|n| !n.children.is_empty()) => {}
+                if self.tree.node(path).is_none() =>
+            {
+                self.tree.repair_parent_after_delete(path, zxid);
+            }
+            Txn::Delete { path } | Txn::DeleteContainer { path }
+                if self.tree.node(path).is_some_and(|n| !n.children.is_empty()) => {}
             Txn::SetData { path, .. } | Txn::SetAcl { path, .. }
                 if self.tree.node(path).is_none() => {}
             Txn::CloseSession { paths } => {
@@ -103,8 +108,12 @@ impl Applier<'_> {
                 all.sort();
                 all.dedup();
                 for p in all.iter().rev() {
-                    if self.tree.node(p).is_some_and(|n| n.children.is_empty()) {
-                        self.delete(p, zxid);
+                    match self.tree.node(p) {
+                        Some(n) if n.children.is_empty() => {
+                            self.delete(p, zxid);
+                        }
+                        Some(_) => {}
+                        None => self.tree.repair_parent_after_delete(p, zxid),
                     }
                 }
             }

@@ -33,7 +33,7 @@ use crate::request::prep::{Pending, Prep, WriteRequest};
 use crate::request::read::{encode_write_result, ReadError, Reads};
 use crate::request::txn::{Txn, TxnEntry, TxnHeader};
 use crate::session::{session_password, SessionTracker};
-use crate::tree::DataTree;
+use crate::tree::{DataTree, DIGEST_VERSION};
 use crate::watch::{ConnId, WatchManager};
 
 use super::stats::{ConnStats, ServerStats};
@@ -210,8 +210,15 @@ impl Core {
             // As Java: a data directory starts with a snapshot, so that its logs are never
             // mistaken for a partial copy.
             let sessions = restored_sessions.iter().map(|(k, v)| (*k, *v)).collect();
-            let path = snap_writer::write_now(&snap_dir, compression, &tree, sessions, zxid)
-                .map_err(io(&snap_dir))?;
+            let path = snap_writer::write_now(
+                &snap_dir,
+                compression,
+                &tree,
+                sessions,
+                zxid,
+                config.digest_enabled(),
+            )
+            .map_err(io(&snap_dir))?;
             tracing::info!(file = %path.display(), "initial snapshot written");
         }
         let log = LogWriter::start(
@@ -227,6 +234,7 @@ impl Core {
             SnapSettings {
                 dir: snap_dir,
                 compression,
+                digest: config.digest_enabled(),
             },
             log.synced_shared.clone(),
         );
@@ -282,7 +290,7 @@ impl Core {
                     Some(m) => {
                         self.handle(m);
                         if self.snapshots.walking() {
-                            self.snapshots.step(&mut self.tree, &self.sessions, SNAP_SLICE_BUSY);
+                            self.snapshots.step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_SLICE_BUSY);
                         }
                     }
                 },
@@ -297,7 +305,7 @@ impl Core {
                 _ = tokio::time::sleep_until(next_expiry.into()) => self.expire_sessions(),
                 _ = sweep.tick() => self.sweep_containers(),
                 _ = tokio::task::yield_now(), if walking => {
-                    self.snapshots.step(&mut self.tree, &self.sessions, SNAP_SLICE_IDLE);
+                    self.snapshots.step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_SLICE_IDLE);
                 }
             }
         }
@@ -502,6 +510,8 @@ impl Core {
             if valid {
                 c.session_id = session_id;
                 c.timeout = timeout;
+                // Java counts the connect request (cxid 0) as the last one answered.
+                c.stats.last_cxid = c.stats.last_cxid.max(0);
             }
         }
         self.send(conn, w.into_bytes());
@@ -530,7 +540,7 @@ impl Core {
         let op = OpCode::from_i32(op_raw);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stats.last_op = op.map(OpCode::short_name).unwrap_or("NA");
-            if xid > 0 {
+            if xid >= 0 {
                 c.stats.last_cxid = xid;
             }
         }
@@ -709,7 +719,11 @@ impl Core {
             Txn::CloseSession { .. } => self.sessions.remove(session_id),
             _ => {}
         }
-        self.log.send(LogCmd::Append(entry));
+        let digest = self
+            .config
+            .digest_enabled()
+            .then(|| (DIGEST_VERSION, self.tree.digest() as i64));
+        self.log.send(LogCmd::Append(entry, digest));
         self.deliver(&fired, zxid);
         self.txns_since_snapshot += 1;
         if self.txns_since_snapshot > self.snapshot_after {

@@ -77,6 +77,8 @@ pub struct DataTree {
     quota_roots: BTreeSet<String>,
     data_size: u64,
     extended_types: bool,
+    /// Java's tree digest: the wrapping sum of every node's [`node_digest`].
+    digest: u64,
 }
 
 impl Default for DataTree {
@@ -101,6 +103,45 @@ fn child_path(parent: &str, name: &str) -> String {
     }
 }
 
+/// The stored Stat of a system node as Java creates it: all zero, except that
+/// `/zookeeper/config` starts with aversion −1.
+pub(crate) fn system_stat(path: &str) -> StatPersisted {
+    StatPersisted {
+        aversion: if path == "/zookeeper/config" { -1 } else { 0 },
+        ..Default::default()
+    }
+}
+
+/// One node's contribution to the tree digest (Java's `DigestCalculator`, version 2): CRC-32
+/// of the path ("" for the root), the data, and czxid, mzxid, pzxid, ctime, mtime, version,
+/// cversion, aversion, ephemeralOwner; 0 for nodes below `/zookeeper/`.
+pub fn node_digest(path: &str, n: &Node) -> u64 {
+    if path.starts_with("/zookeeper/") {
+        return 0;
+    }
+    let mut h = crc32fast::Hasher::new();
+    h.update(if path == "/" { b"" } else { path.as_bytes() });
+    if let Some(d) = &n.data {
+        h.update(d);
+    }
+    let s = &n.stat;
+    let mut b = [0u8; 60];
+    b[0..8].copy_from_slice(&s.czxid.to_be_bytes());
+    b[8..16].copy_from_slice(&s.mzxid.to_be_bytes());
+    b[16..24].copy_from_slice(&s.pzxid.to_be_bytes());
+    b[24..32].copy_from_slice(&s.ctime.to_be_bytes());
+    b[32..40].copy_from_slice(&s.mtime.to_be_bytes());
+    b[40..44].copy_from_slice(&s.version.to_be_bytes());
+    b[44..48].copy_from_slice(&s.cversion.to_be_bytes());
+    b[48..52].copy_from_slice(&s.aversion.to_be_bytes());
+    b[52..60].copy_from_slice(&s.ephemeral_owner.to_be_bytes());
+    h.update(&b);
+    h.finalize() as u64
+}
+
+/// The digest version Java 3.9 writes.
+pub const DIGEST_VERSION: i32 = 2;
+
 impl DataTree {
     /// A fresh tree with Java's system nodes.
     pub fn new() -> DataTree {
@@ -113,6 +154,7 @@ impl DataTree {
             quota_roots: BTreeSet::new(),
             data_size: 0,
             extended_types: false,
+            digest: 0,
         };
         t.nodes.insert(
             "/".into(),
@@ -138,11 +180,33 @@ impl DataTree {
                 Node {
                     data: Some(Bytes::new()),
                     acl,
+                    stat: system_stat(path),
                     ..Default::default()
                 },
             );
         }
+        t.digest = t.full_digest();
         t
+    }
+
+    /// The tree digest Java computes (`zookeeper.digest.enabled`), kept current by every
+    /// mutation; logged with each txn and stored in snapshots.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The digest recomputed from every node (for checks; [`DataTree::digest`] is incremental).
+    pub fn full_digest(&self) -> u64 {
+        self.nodes
+            .iter()
+            .fold(0u64, |acc, (p, n)| acc.wrapping_add(node_digest(p, n)))
+    }
+
+    fn digest_of(&self, path: &str) -> u64 {
+        self.nodes
+            .get(path)
+            .map(|n| node_digest(path, n))
+            .unwrap_or(0)
     }
 
     /// `zookeeper.extendedTypesEnabled`: decides whether `0xFF…` owners are TTLs.
@@ -244,6 +308,7 @@ impl DataTree {
         if self.nodes.contains_key(path) {
             return Err(TreeError::NodeExists(path.to_owned()));
         }
+        let parent_before = self.digest_of(parent_path);
         let parent = self
             .nodes
             .get_mut(parent_path)
@@ -278,6 +343,10 @@ impl DataTree {
                 children: HashSet::new(),
             },
         );
+        let after = self
+            .digest_of(parent_path)
+            .wrapping_add(self.digest_of(path));
+        self.digest = self.digest.wrapping_sub(parent_before).wrapping_add(after);
         self.index(path, ephemeral_owner);
         self.quota_after_create(path, parent_path, name, len);
         Ok(())
@@ -293,6 +362,9 @@ impl DataTree {
         if !node.children.is_empty() {
             return Err(TreeError::NotEmpty(path.to_owned()));
         }
+        let before = self
+            .digest_of(path)
+            .wrapping_add(self.digest_of(parent_path));
         let Some(node) = self.nodes.remove(path) else {
             return Err(TreeError::NoNode(path.to_owned()));
         };
@@ -302,6 +374,10 @@ impl DataTree {
                 parent.stat.pzxid = zxid;
             }
         }
+        self.digest = self
+            .digest
+            .wrapping_sub(before)
+            .wrapping_add(self.digest_of(parent_path));
         self.acls.release(node.acl);
         let len = node.data.as_ref().map(|d| d.len()).unwrap_or(0) as u64;
         self.data_size = self.data_size.saturating_sub(path.len() as u64 + len);
@@ -324,6 +400,7 @@ impl DataTree {
         zxid: i64,
         time: i64,
     ) -> Result<Stat, TreeError> {
+        let before = self.digest_of(path);
         let n = self
             .nodes
             .get_mut(path)
@@ -334,6 +411,10 @@ impl DataTree {
         n.stat.version = version;
         n.stat.mzxid = zxid;
         n.stat.mtime = time;
+        self.digest = self
+            .digest
+            .wrapping_sub(before)
+            .wrapping_add(self.digest_of(path));
         self.data_size = (self.data_size as i64 + new - old).max(0) as u64;
         if let Some(root) = self.quota_root_of(path) {
             self.bump_quota(&root, new - old, 0);
@@ -344,6 +425,7 @@ impl DataTree {
 
     /// Replace a node's ACL; `aversion` is the new ACL version prep computed.
     pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> Result<Stat, TreeError> {
+        let before = self.digest_of(path);
         let new_ref = self.acls.intern(&acl);
         let Some(n) = self.nodes.get_mut(path) else {
             self.acls.release(new_ref);
@@ -352,6 +434,10 @@ impl DataTree {
         let old_ref = std::mem::replace(&mut n.acl, new_ref);
         n.stat.aversion = aversion;
         self.acls.release(old_ref);
+        self.digest = self
+            .digest
+            .wrapping_sub(before)
+            .wrapping_add(self.digest_of(path));
         self.stat(path)
             .ok_or_else(|| TreeError::NoNode(path.to_owned()))
     }

@@ -73,6 +73,9 @@ impl TreeLoader {
                 children: HashSet::new(),
             },
         );
+        if let Some(n) = t.nodes.get(path) {
+            t.digest = t.digest.wrapping_add(super::node_digest(path, n));
+        }
         t.index(path, owner);
         if let Some(q) = parent_and_name(path).0.strip_prefix(QUOTA_ROOT) {
             if parent_and_name(path).1 == QUOTA_LIMITS {
@@ -106,6 +109,7 @@ impl TreeLoader {
             );
         }
         t.add_system_nodes();
+        t.digest = t.full_digest();
         self.tree
     }
 }
@@ -122,6 +126,7 @@ impl DataTree {
             quota_roots: Default::default(),
             data_size: 0,
             extended_types: false,
+            digest: 0,
         }
     }
 
@@ -147,9 +152,11 @@ impl DataTree {
                 Node {
                     data: Some(Bytes::new()),
                     acl,
+                    stat: super::system_stat(path),
                     ..Default::default()
                 },
             );
+            self.digest = self.digest.wrapping_add(self.digest_of(path));
         }
     }
 
@@ -166,6 +173,7 @@ impl DataTree {
     /// bring the parent's cversion and pzxid up to what the txn says, as Java does.
     pub fn repair_parent_after_create(&mut self, path: &str, parent_cversion: i32, zxid: i64) {
         let (parent, _) = parent_and_name(path);
+        let before = self.digest_of(parent);
         if let Some(p) = self.nodes.get_mut(parent) {
             let cv = if parent_cversion == -1 {
                 p.stat.cversion.wrapping_add(1)
@@ -177,6 +185,28 @@ impl DataTree {
                 p.stat.pzxid = zxid;
             }
         }
+        self.digest = self
+            .digest
+            .wrapping_sub(before)
+            .wrapping_add(self.digest_of(parent));
+    }
+
+    /// Replay of a delete whose node a fuzzy snapshot already lacks: the delete still moved
+    /// the parent's pzxid. (Java leaves the parent as the snapshot caught it; its digest then
+    /// disagrees until a later change. Raising pzxid to the txn's zxid is what the parent
+    /// held after the delete, and later txns only raise it further.)
+    pub fn repair_parent_after_delete(&mut self, path: &str, zxid: i64) {
+        let (parent, _) = parent_and_name(path);
+        let before = self.digest_of(parent);
+        if let Some(p) = self.nodes.get_mut(parent) {
+            if zxid > p.stat.pzxid {
+                p.stat.pzxid = zxid;
+            }
+        }
+        self.digest = self
+            .digest
+            .wrapping_sub(before)
+            .wrapping_add(self.digest_of(parent));
     }
 
     /// Serialize up to `budget` nodes of a preorder walk into `w`, in the snapshot's node
