@@ -16,7 +16,8 @@ trap 'stop_pid "${JAVA_ZK_PID:-}"; stop_pid "${FK_PID:-}"; rm -rf "$work"' EXIT
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
   for d in */run.sh; do
-    [ "$d" = differential/run.sh ] || suites+=("${d%/run.sh}")
+    # differential and durability drive their own servers; they run once, below.
+    case "$d" in differential/run.sh|durability/run.sh) ;; *) suites+=("${d%/run.sh}") ;; esac
   done
 fi
 
@@ -51,6 +52,13 @@ if [ $# -eq 0 ]; then
   else
     failed=$((failed + 1))
     failures+=("differential")
+  fi
+  log "=== dataDir migration (Java 3.9 / 3.8 <-> ferrokeeper)"
+  if timeout 900 bash durability/run.sh; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("durability")
   fi
 fi
 log "suite runs failed: ${failures[*]:-none}"
