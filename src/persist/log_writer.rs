@@ -93,11 +93,31 @@ impl LogFiles {
 
     fn open(&mut self, first_zxid: i64) -> io::Result<()> {
         let path = self.settings.dir.join(log_name(first_zxid));
-        let file = OpenOptions::new()
+        let file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&path)?;
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Only a log with no entries may be reused (recovery removes those it finds;
+                // this covers one created since). Anything else holds txns: refuse.
+                let existing = fs::read(&path)?;
+                let empty = existing.len() <= 16
+                    || super::txnlog::read_log(&existing).is_ok_and(|(e, _)| e.is_empty());
+                if !empty {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} already holds txns", path.display()),
+                    ));
+                }
+                let f = OpenOptions::new().read(true).write(true).open(&path)?;
+                f.set_len(0)?;
+                f
+            }
+            Err(e) => return Err(e),
+        };
         file.write_all_at(&file_header(), 0)?;
         sync_dir(&self.settings.dir)?;
         tracing::info!(file = %path.display(), "new txn log");

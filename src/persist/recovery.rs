@@ -273,6 +273,12 @@ pub fn recover(
             );
             truncate(path, offset as u64).map_err(io_err(path))?;
         }
+        if entries.is_empty() && is_last {
+            // Created (or cut back to its header) by a crash before any entry was durable; the
+            // writer will want this name again for the next txn.
+            super::log_writer::remove_with_warning(path, "txn log holds no entries")
+                .map_err(io_err(path))?;
+        }
     }
     tree.recount_quotas();
     digest_check.report();

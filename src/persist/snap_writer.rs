@@ -356,13 +356,17 @@ fn write_snapshot(
     result
 }
 
-/// Remove scratch files a crashed snapshot left behind.
+/// Remove what a snapshot interrupted by a crash or shutdown left behind: its scratch file
+/// and its unfinished `snapshot.<zxid>.tmp` (never renamed, so never a valid snapshot).
 pub fn remove_scratch(dir: &Path) {
     let Ok(rd) = fs::read_dir(dir) else { return };
     for ent in rd.flatten() {
         let name = ent.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(".fk-snapshot-nodes.") {
+        let scratch = name.starts_with(".fk-snapshot-nodes.");
+        let unfinished = name.starts_with("snapshot.") && name.ends_with(".tmp");
+        if scratch || unfinished {
+            tracing::info!(file = %ent.path().display(), "removing an unfinished snapshot file");
             let _ = fs::remove_file(ent.path());
         }
     }

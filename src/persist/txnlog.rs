@@ -22,7 +22,7 @@ pub const EOR: u8 = b'B';
 /// Why a log could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LogError {
-    #[error("not a txn log: bad header")]
+    #[error("not a txn log: bad file header at offset 0")]
     BadHeader,
     #[error("checksum mismatch in the entry at offset {offset}")]
     Checksum { offset: usize },
@@ -260,6 +260,17 @@ fn all_zero(b: &[u8]) -> bool {
 fn good_entry_after(buf: &[u8], from: usize) -> Option<usize> {
     let mut p = from + 1;
     while p + 13 <= buf.len() {
+        if buf[p..p + 12].iter().all(|b| *b == 0) {
+            // A good entry has a non-zero byte among its first 12 (checksum or length); skip a
+            // run of zeros (preallocated space) in one scan.
+            match buf[p + 12..].iter().position(|b| *b != 0) {
+                Some(q) => {
+                    p = (p + 12 + q).saturating_sub(11).max(p + 1);
+                    continue;
+                }
+                None => return None,
+            }
+        }
         let len = i32::from_be_bytes([buf[p + 8], buf[p + 9], buf[p + 10], buf[p + 11]]);
         if len >= 28 && (len as usize) <= buf.len() - p - 13 {
             let len = len as usize;
@@ -327,10 +338,7 @@ pub fn read_log(buf: &[u8]) -> Result<(Vec<LogEntry>, LogEnd), LogError> {
             ));
         }
         if len < 0 || len as usize > MAX_ENTRY {
-            return Err(LogError::Corrupt {
-                offset,
-                why: "impossible entry length",
-            });
+            return Ok((entries, broken(offset, "impossible entry length", false)?));
         }
         let len = len as usize;
         if rest.len() < 12 + len + 1 {

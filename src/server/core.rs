@@ -194,6 +194,7 @@ impl Core {
             sessions: restored_sessions,
             zxid,
             snapshot,
+            replayed,
             ..
         } = restored;
         tree.set_extended_types(config.extended_types_enabled());
@@ -247,7 +248,7 @@ impl Core {
             skip_acl: config.skip_acl(),
         };
         let snapshot_after = snapshot_threshold(config.snap_count);
-        Ok(Core {
+        let mut core = Core {
             sessions,
             config,
             tree,
@@ -265,7 +266,13 @@ impl Core {
             auth,
             stats: ServerStats::default(),
             started: now,
-        })
+        };
+        if replayed > 0 {
+            // As Java after loading: a fresh snapshot, so the next start replays nothing;
+            // ours is written in the background while clients are served.
+            core.snapshots.begin(&mut core.tree, zxid);
+        }
+        Ok(core)
     }
 
     /// Run until a [`CoreMsg::Shutdown`] arrives or every sender is gone.
