@@ -14,8 +14,13 @@ rows = [json.loads(l) for l in open(raw)]
 cells = defaultdict(lambda: defaultdict(list))
 mem = defaultdict(list)
 restart = defaultdict(list)
+crowd = defaultdict(lambda: defaultdict(list))
 for r in rows:
     x = r["r"]
+    if x["workload"] in ("storm", "fanout"):
+        t = x.get("all_connected_s", x.get("all_notified_s"))
+        crowd[(x["workload"], x["sessions"])][r["server"]].append((t, x["p50_us"], x["p99_us"], r["cpu_ticks"] / r["hz"]))
+        continue
     if x["workload"] == "restart":
         restart[r["server"]].append((r["restart_s"], r["rss_restart_kb"], r["snap_bytes"], x["znodes"]))
         continue
@@ -81,3 +86,18 @@ if restart["java"] and restart["fk"]:
     print("| start to serving, %d znodes | %.2f s | %.2f s | %.1f× faster |" % (n, jm(0), fm(0), jm(0) / max(fm(0), 1e-9)))
     print("| RSS after restart | %.0f MiB | %.0f MiB | %.1f× smaller |" % (jm(1) / 1024, fm(1) / 1024, jm(1) / max(fm(1), 1e-9)))
     print("| newest snapshot on disk | %.1f MiB | %.1f MiB | %.2f× |" % (jm(2) / 2**20, fm(2) / 2**20, jm(2) / max(fm(2), 1)))
+
+if crowd:
+    print()
+    print("| crowd | sessions | Java: all done | fk: all done | ratio | Java p50/p99 µs | fk p50/p99 µs | Java CPU s | fk CPU s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    names = {"storm": "connection storm (all connect at once; until the last is connected)",
+             "fanout": "watch fan-out (one setData; until every watcher has its event)"}
+    for (wl, n) in sorted(crowd):
+        j, f = crowd[(wl, n)].get("java", []), crowd[(wl, n)].get("fk", [])
+        if not j or not f:
+            continue
+        m = lambda v, i: statistics.median(t[i] for t in v)
+        print("| %s | %d | %.3f s | %.3f s | %.1f× | %d/%d | %d/%d | %.2f | %.2f |" % (
+            names[wl], n, m(j, 0), m(f, 0), m(j, 0) / max(m(f, 0), 1e-9),
+            m(j, 1), m(j, 2), m(f, 1), m(f, 2), m(j, 3), m(f, 3)))

@@ -18,6 +18,7 @@ WORKLOADS=${WORKLOADS:-"create set get exists children mixed90 mixed50"}
 SESSIONS=${SESSIONS:-"1 8 32"}
 ZNODES=${ZNODES:-100000}
 RESTART=${RESTART:-1}          # also time a restart on the loaded data directory
+CROWD=${CROWD:-10000}          # sessions for the connection storm and the watch fan-out (0 = skip)
 JAVA_HEAP=${JAVA_HEAP:-1000m}   # zkServer.sh's default ZK_SERVER_HEAP
 PORT_JAVA=23181
 PORT_FK=23182
@@ -61,6 +62,16 @@ for run in $(seq 1 "$RUNS"); do
         echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"client_cpu_s\":$client_cpu,\"r\":$line}" >> "$raw"
       done
     done
+    if [ "$CROWD" -gt 0 ]; then
+      # Connection storm, then watch fan-out, each on the running server.
+      for wl in storm fanout; do
+        c0=$(cpu_ticks "$PID")
+        line=$(taskset -c 1 "$gen" --server "127.0.0.1:$PORT" --workload "$wl" --sessions "$CROWD")
+        c1=$(cpu_ticks "$PID")
+        echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"r\":$line}" >> "$raw"
+        sleep 1
+      done
+    fi
     if [ "$kind" = java ]; then stop_pid "$JAVA_ZK_PID"; else stop_pid "$FK_PID"; fi
     # Memory on a fresh server: RSS after loading exactly $ZNODES znodes.
     start_server "$kind" "$work/$kind"

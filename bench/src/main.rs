@@ -19,7 +19,7 @@ struct Args {
     /// host:port of the server.
     #[arg(long)]
     server: String,
-    /// create | set | get | exists | children | mixed90 | mixed50 | load
+    /// create | set | get | exists | children | mixed90 | mixed50 | load | storm | fanout
     #[arg(long)]
     workload: String,
     /// Concurrent sessions.
@@ -57,6 +57,14 @@ async fn main() {
     let value = vec![b'v'; a.size];
     if a.workload == "load" {
         load(&admin, &root, &value, a.znodes, a.sessions, &a.server).await;
+        return;
+    }
+    if a.workload == "storm" {
+        storm(&a.server, a.sessions).await;
+        return;
+    }
+    if a.workload == "fanout" {
+        fanout(&admin, &root, &a.server, a.sessions).await;
         return;
     }
     // Per-session node for set/get/exists; a small fan-out for children.
@@ -189,4 +197,83 @@ async fn load(
         per * sessions.max(1),
         start.elapsed().as_secs_f64()
     );
+}
+
+/// Connection storm: `n` sessions connect at once; time until the last is connected.
+async fn storm(server: &str, n: usize) {
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let server = server.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let c = connect(&server).await;
+            (c, start.elapsed())
+        }));
+    }
+    let mut h = Histogram::<u64>::new(3).expect("histogram");
+    let mut clients = Vec::with_capacity(n);
+    for t in tasks {
+        let (c, at) = t.await.expect("task");
+        h.record(at.as_micros() as u64).ok();
+        clients.push(c);
+    }
+    let all = start.elapsed();
+    println!(
+        "{{\"workload\":\"storm\",\"sessions\":{n},\"all_connected_s\":{:.3},\"p50_us\":{},\"p99_us\":{}}}",
+        all.as_secs_f64(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99)
+    );
+    drop(clients);
+}
+
+/// Watch fan-out: `n` sessions each watch one node; one setData; time from the write's start
+/// until every session has its NodeDataChanged event.
+async fn fanout(admin: &zk::Client, root: &str, server: &str, n: usize) {
+    let node = format!("{root}/w");
+    admin
+        .create(&node, b"0", &open())
+        .await
+        .expect("watched node");
+    // Connect in waves so the figure is the fan-out, not a connection storm.
+    let mut watchers = Vec::with_capacity(n);
+    let mut clients = Vec::with_capacity(n);
+    for wave in (0..n).collect::<Vec<_>>().chunks(500) {
+        let mut tasks = Vec::new();
+        for _ in wave {
+            let server = server.to_owned();
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                let c = connect(&server).await;
+                let (_, _, w) = c.get_and_watch_data(&node).await.expect("watch");
+                (c, w)
+            }));
+        }
+        for t in tasks {
+            let (c, w) = t.await.expect("task");
+            clients.push(c);
+            watchers.push(w);
+        }
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for w in watchers {
+        tasks.push(tokio::spawn(async move {
+            w.changed().await;
+            start.elapsed()
+        }));
+    }
+    admin.set_data(&node, b"1", None).await.expect("set");
+    let mut h = Histogram::<u64>::new(3).expect("histogram");
+    for t in tasks {
+        h.record(t.await.expect("task").as_micros() as u64).ok();
+    }
+    let all = start.elapsed();
+    println!(
+        "{{\"workload\":\"fanout\",\"sessions\":{n},\"all_notified_s\":{:.3},\"p50_us\":{},\"p99_us\":{}}}",
+        all.as_secs_f64(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99)
+    );
+    drop(clients);
 }

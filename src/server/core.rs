@@ -42,9 +42,10 @@ use super::stats::{ConnStats, ServerStats};
 const MAX_UNSYNCED: i64 = 20_000;
 /// Frames waiting for the log before the core stops taking requests.
 const MAX_HELD: usize = 200_000;
-/// Nodes serialized for a snapshot between two requests, and when idle.
-const SNAP_SLICE_BUSY: usize = 256;
-const SNAP_SLICE_IDLE: usize = 8192;
+/// Snapshot work (about a node each) done after each request, and per idle millisecond: each
+/// is well under a millisecond, so a request never waits long behind a slice.
+const SNAP_SLICE_BUSY: usize = 128;
+const SNAP_SLICE_IDLE: usize = 1024;
 
 /// Per-connection outbound queue depth. A client that lets this many frames pile up is not
 /// reading; it is disconnected rather than allowed to grow the server's memory.
@@ -282,6 +283,10 @@ impl Core {
             tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut synced_rx = self.log.synced.clone();
+        // While idle, a snapshot walk advances one slice per millisecond: the core still
+        // sleeps between slices, so it never competes for the CPU with connection I/O.
+        let mut walk_tick = tokio::time::interval(Duration::from_millis(1));
+        walk_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let next_expiry = self
                 .sessions
@@ -291,16 +296,10 @@ impl Core {
             let accepting =
                 self.last_zxid - self.synced < MAX_UNSYNCED && self.held.len() < MAX_HELD;
             let walking = self.snapshots.walking();
+            // Biased: durability news first (it releases replies), then requests, then timers
+            // and snapshot slices.
             tokio::select! {
-                msg = rx.recv(), if accepting => match msg {
-                    None | Some(CoreMsg::Shutdown) => break,
-                    Some(m) => {
-                        self.handle(m);
-                        if self.snapshots.walking() {
-                            self.snapshots.step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_SLICE_BUSY);
-                        }
-                    }
-                },
+                biased;
                 changed = synced_rx.changed() => {
                     if changed.is_err() {
                         tracing::error!("txn log writer stopped; shutting down");
@@ -309,9 +308,20 @@ impl Core {
                     let z = *synced_rx.borrow_and_update();
                     self.on_synced(z);
                 }
+                msg = rx.recv(), if accepting => match msg {
+                    None | Some(CoreMsg::Shutdown) => break,
+                    Some(m) => {
+                        self.handle(m);
+                        // Under sustained load there is no idle moment: a small slice per
+                        // request keeps the snapshot moving.
+                        if self.snapshots.walking() {
+                            self.snapshots.step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_SLICE_BUSY);
+                        }
+                    }
+                },
                 _ = tokio::time::sleep_until(next_expiry.into()) => self.expire_sessions(),
                 _ = sweep.tick() => self.sweep_containers(),
-                _ = tokio::task::yield_now(), if walking => {
+                _ = walk_tick.tick(), if walking => {
                     self.snapshots.step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_SLICE_IDLE);
                 }
             }

@@ -1,8 +1,6 @@
 //! The tree's side of persistence: rebuilding from a snapshot, serializing itself in slices
 //! for a fuzzy snapshot, and the repairs a replay over a fuzzy snapshot needs.
 
-use std::collections::HashSet;
-
 use bytes::Bytes;
 
 use super::{child_path, key, parent_and_name, DataTree, Node, StatPersisted, QUOTA_ROOT};
@@ -70,7 +68,7 @@ impl TreeLoader {
                 data,
                 acl: acl_ref,
                 stat,
-                children: HashSet::new(),
+                children: griddle::HashSet::new(),
             },
         );
         if let Some(n) = t.nodes.get(path) {
@@ -216,7 +214,10 @@ impl DataTree {
     /// Returns how many nodes were written.
     pub fn serialize_slice(&self, stack: &mut Vec<String>, w: &mut Writer, budget: usize) -> usize {
         let mut written = 0;
-        while written < budget {
+        // Work units: one per node, plus one per 16 children queued (a parent with a million
+        // children is a lot of paths to queue).
+        let mut work = 0;
+        while work < budget {
             let Some(path) = stack.pop() else { break };
             let Some(n) = self.nodes.get(&path) else {
                 continue;
@@ -238,6 +239,7 @@ impl DataTree {
                 stack.push(child_path(&path, c));
             }
             written += 1;
+            work += 1 + n.children.len() / 16;
         }
         written
     }
