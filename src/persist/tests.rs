@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -26,7 +25,7 @@ use crate::tree::{DataTree, StatPersisted};
 use crate::watch::WatchManager;
 
 /// A node as the tests compare it.
-type Canon = BTreeMap<String, (Option<Bytes>, Vec<Acl>, StatPersisted, Vec<String>)>;
+type Canon = BTreeMap<String, (Option<Box<[u8]>>, Vec<Acl>, StatPersisted, Vec<String>)>;
 
 fn canon(t: &DataTree) -> Canon {
     let mut out = BTreeMap::new();

@@ -51,7 +51,7 @@ impl TreeLoader {
             let Some(p) = t.nodes.get_mut(parent) else {
                 return Err(LoadError::Orphan(path.to_owned()));
             };
-            p.children.insert(name.to_owned());
+            p.children.insert(name);
         }
         if acl_ref != OPEN_UNSAFE_ACL_REF && !t.acls.add_use(acl_ref) {
             return Err(LoadError::MissingAcl {
@@ -63,13 +63,13 @@ impl TreeLoader {
         t.data_size += (path.len() + len) as u64;
         let owner = stat.ephemeral_owner;
         t.nodes.insert(
-            path.to_owned(),
-            Node {
-                data,
+            path.into(),
+            Box::new(Node {
+                data: data.map(|d| Box::from(&d[..])),
                 acl: acl_ref,
                 stat,
-                children: griddle::HashSet::new(),
-            },
+                children: Default::default(),
+            }),
         );
         if let Some(n) = t.nodes.get(path) {
             t.digest = t.digest.wrapping_add(super::node_digest(path, n));
@@ -99,11 +99,11 @@ impl TreeLoader {
         if !t.nodes.contains_key("/") {
             t.nodes.insert(
                 "/".into(),
-                Node {
-                    data: Some(Bytes::new()),
+                Box::new(Node {
+                    data: Some(Box::default()),
                     acl: OPEN_UNSAFE_ACL_REF,
                     ..Default::default()
-                },
+                }),
             );
         }
         t.add_system_nodes();
@@ -142,17 +142,17 @@ impl DataTree {
             };
             let (parent, name) = parent_and_name(path);
             if let Some(p) = self.nodes.get_mut(parent) {
-                p.children.insert(name.to_owned());
+                p.children.insert(name);
             }
             self.data_size += path.len() as u64;
             self.nodes.insert(
-                path.to_owned(),
-                Node {
-                    data: Some(Bytes::new()),
+                path.into(),
+                Box::new(Node {
+                    data: Some(Box::default()),
                     acl,
                     stat: super::system_stat(path),
                     ..Default::default()
-                },
+                }),
             );
             self.digest = self.digest.wrapping_add(self.digest_of(path));
         }
@@ -219,7 +219,7 @@ impl DataTree {
         let mut work = 0;
         while work < budget {
             let Some(path) = stack.pop() else { break };
-            let Some(n) = self.nodes.get(&path) else {
+            let Some(n) = self.nodes.get(path.as_str()) else {
                 continue;
             };
             w.ustring(if path == "/" { "" } else { &path })
