@@ -27,10 +27,11 @@ for r in rows:
     if x["workload"] == "load":
         mem[r["server"]].append((r["rss_after_kb"], x["znodes"], x["seconds"], r["rss_before_kb"]))
         continue
-    key = (x["workload"], x["sessions"])
+    key = (x["workload"], x.get("size", 100), x["sessions"])
     cpu_us_per_op = r["cpu_ticks"] / r["hz"] * 1e6 / max(x["ops"], 1)
     # Client core utilisation over warm-up + run (the generator also connects and sets up).
     client_util = r.get("client_cpu_s", 0) / (run_seconds + 1.0)
+    # Server CPU covers the measured seconds only (from the generator's ready file).
     cells[key][r["server"]].append((x["ops_per_sec"], x["p50_us"], x["p99_us"], x["p999_us"], cpu_us_per_op, client_util))
 
 
@@ -42,7 +43,7 @@ def med(v, i):
 cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
 print("# ferrokeeper vs Java ZooKeeper 3.9.5 — %s" % time.strftime("%Y-%m-%d"))
 print()
-print("Machine: %s, %d cores, %s; Java heap -Xmx%s (zkServer.sh default); server pinned to CPU 0,"
+print("Machine: %s, %d cores, %s; Java heap -Xmx%s; server pinned to CPU 0,"
       " load generator (Rust zookeeper-client, closed loop, one request in flight per session) to CPU 1."
       % (cpu or platform.processor(), os.cpu_count(), platform.platform(), heap))
 print("Both servers run with forceSync=yes: a write is acknowledged only after an fsync of its log"
@@ -50,10 +51,10 @@ print("Both servers run with forceSync=yes: a write is acknowledged only after a
       " runs, ± is the max−min spread; ratio = ferrokeeper / Java (throughput) or Java / ferrokeeper"
       " (latency, CPU), so > 1 means ferrokeeper is better.")
 print()
-print("| workload | sessions | Java ops/s | fk ops/s | ratio | Java p50/p99/p99.9 µs | fk p50/p99/p99.9 µs | Java CPU µs/op | fk CPU µs/op | CPU ratio | client core busy (J/fk) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for (wl, s) in sorted(cells, key=lambda k: (k[0], k[1])):
-    j, f = cells[(wl, s)].get("java", []), cells[(wl, s)].get("fk", [])
+print("| workload | value | sessions | Java ops/s | fk ops/s | ratio | Java p50/p99/p99.9 µs | fk p50/p99/p99.9 µs | Java CPU µs/op | fk CPU µs/op | CPU ratio | client core busy (J/fk) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for (wl, size, s) in sorted(cells):
+    j, f = cells[(wl, size, s)].get("java", []), cells[(wl, size, s)].get("fk", [])
     if not j or not f:
         continue
     jt, jts = med(j, 0)
@@ -62,8 +63,9 @@ for (wl, s) in sorted(cells, key=lambda k: (k[0], k[1])):
     fc, _ = med(f, 4)
     lat = lambda v: "%d/%d/%d" % (med(v, 1)[0], med(v, 2)[0], med(v, 3)[0])
     ju, fu = med(j, 5)[0], med(f, 5)[0]
-    print("| %s | %d | %.0f ± %.0f | %.0f ± %.0f | %.2f | %s | %s | %.1f | %.1f | %.2f | %.0f%% / %.0f%% |"
-          % (wl, s, jt, jts, ft, fts, ft / max(jt, 1), lat(j), lat(f), jc, fc, jc / max(fc, 1e-9), ju * 100, fu * 100))
+    print("| %s | %s | %d | %.0f ± %.0f | %.0f ± %.0f | %.2f | %s | %s | %.1f | %.1f | %.2f | %.0f%% / %.0f%% |"
+          % (wl, "1 KiB" if size == 1024 else "%d B" % size, s, jt, jts, ft, fts, ft / max(jt, 1),
+             lat(j), lat(f), jc, fc, jc / max(fc, 1e-9), ju * 100, fu * 100))
 print()
 print("| memory (fresh server, then load) | Java RSS | fk RSS | ratio |")
 print("|---|---|---|---|")

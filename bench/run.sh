@@ -14,12 +14,15 @@ source compat-tests/lib/common.sh
 
 RUNS=${RUNS:-2}
 SECONDS_PER=${SECONDS_PER:-3}
-WORKLOADS=${WORKLOADS:-"create set get exists children mixed90 mixed50"}
-SESSIONS=${SESSIONS:-"1 8 32"}
+WORKLOADS=${WORKLOADS:-"create set delete get exists children mixed90 mixed50"}
+SESSIONS=${SESSIONS:-"1 8 32 128"}
+BIG_VALUE_WORKLOADS=${BIG_VALUE_WORKLOADS:-"create set"}   # also run with 1 KiB values
 ZNODES=${ZNODES:-100000}
 RESTART=${RESTART:-1}          # also time a restart on the loaded data directory
 CROWD=${CROWD:-10000}          # sessions for the connection storm and the watch fan-out (0 = skip)
-JAVA_HEAP=${JAVA_HEAP:-1000m}   # zkServer.sh's default ZK_SERVER_HEAP
+# zkServer.sh's default ZK_SERVER_HEAP is 1000m; with a million znodes Java 3.9.5 can run out of
+# it while it restarts (its start-up snapshot), so the harness gives it twice that.
+JAVA_HEAP=${JAVA_HEAP:-2000m}
 PORT_JAVA=23181
 PORT_FK=23182
 
@@ -46,7 +49,7 @@ start_server() { # start_server java|fk DIR -> sets PID
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 hz=$(getconf CLK_TCK)
 for run in $(seq 1 "$RUNS"); do
@@ -54,12 +57,28 @@ for run in $(seq 1 "$RUNS"); do
   for kind in $order; do
     start_server "$kind" "$work/$kind"
     for wl in $WORKLOADS; do
+      sizes=100
+      case " $BIG_VALUE_WORKLOADS " in *" $wl "*) sizes="100 1024" ;; esac
+      for size in $sizes; do
       for s in $SESSIONS; do
-        c0=$(cpu_ticks "$PID")
-        line=$(taskset -c 1 python3 bench/rusage.py "$work/client_cpu" "$gen" --server "127.0.0.1:$PORT" --workload "$wl" --sessions "$s" --seconds "$SECONDS_PER")
+        # Server CPU is read from the end of the generator's set-up and warm-up (it creates
+        # the ready file then) to its exit: the measured seconds only.
+        rm -f "$work/ready"
+        taskset -c 1 python3 bench/rusage.py "$work/client_cpu" "$gen" --server "127.0.0.1:$PORT" --workload "$wl" \
+            --sessions "$s" --size "$size" --seconds "$SECONDS_PER" --ready-file "$work/ready" > "$work/line" &
+        gpid=$!
+        c0=""
+        while kill -0 "$gpid" 2>/dev/null; do
+          if [ -z "$c0" ] && [ -e "$work/ready" ]; then c0=$(cpu_ticks "$PID"); fi
+          sleep 0.01
+        done
+        wait "$gpid"
         c1=$(cpu_ticks "$PID")
+        [ -n "$c0" ] || c0=$c1
+        line=$(cat "$work/line")
         client_cpu=$(cat "$work/client_cpu")
         echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"client_cpu_s\":$client_cpu,\"r\":$line}" >> "$raw"
+      done
       done
     done
     if [ "$CROWD" -gt 0 ]; then
@@ -94,11 +113,17 @@ for run in $(seq 1 "$RUNS"); do
         port=$PORT_FK
       fi
       sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-      read -r PID secs < <(python3 bench/restart.py "$port" "$work/$kind/restart.log" -- "${cmd[@]}")
-      sleep 2
-      rss2=$(rss_kb "$PID")
-      echo "{\"server\":\"$kind\",\"run\":$run,\"restart_s\":$secs,\"rss_restart_kb\":$rss2,\"snap_bytes\":$snap_bytes,\"r\":{\"workload\":\"restart\",\"znodes\":$ZNODES}}" >> "$raw"
-      stop_pid "$PID"
+      PID=""; secs=""
+      read -r PID secs < <(python3 bench/restart.py "$port" "$work/$kind/restart.log" -- "${cmd[@]}") || true
+      if [ -n "$secs" ]; then
+        sleep 2
+        rss2=$(rss_kb "$PID")
+        echo "{\"server\":\"$kind\",\"run\":$run,\"restart_s\":$secs,\"rss_restart_kb\":$rss2,\"snap_bytes\":$snap_bytes,\"r\":{\"workload\":\"restart\",\"znodes\":$ZNODES}}" >> "$raw"
+        stop_pid "$PID"
+      else
+        log "$kind did not come back on its data directory; last lines of its log:"
+        tail -20 "$work/$kind/restart.log" >&2
+      fi
     fi
   done
 done

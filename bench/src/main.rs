@@ -19,7 +19,8 @@ struct Args {
     /// host:port of the server.
     #[arg(long)]
     server: String,
-    /// create | set | get | exists | children | mixed90 | mixed50 | load | storm | fanout
+    /// create | set | delete | get | exists | children | mixed90 | mixed50 | load | storm |
+    /// fanout
     #[arg(long)]
     workload: String,
     /// Concurrent sessions.
@@ -31,6 +32,10 @@ struct Args {
     /// Seconds to run (after a 1 s warm-up).
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Created when the measured part starts (after set-up and warm-up), so the harness can
+    /// read the server's CPU time from that moment.
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
     /// For `load`: how many znodes to create.
     #[arg(long, default_value_t = 100_000)]
     znodes: usize,
@@ -76,6 +81,30 @@ async fn main() {
             .expect("node");
         clients.push(c);
     }
+    // For delete: a pool of nodes per session, made before the clock starts (pipelined).
+    // Sized above what one session can delete in the run (at most 60k deletes/s in all).
+    let pool = if a.workload == "delete" {
+        let per_session_rate = (60_000 / a.sessions.max(1)).min(6_000);
+        (per_session_rate as f64 * (a.seconds + 1.0)) as usize
+    } else {
+        0
+    };
+    for (i, c) in clients.iter().enumerate() {
+        for chunk in (0..pool).collect::<Vec<_>>().chunks(200) {
+            let futs: Vec<_> = chunk
+                .iter()
+                .map(|k| {
+                    let path = format!("{root}/n{i}/x{k}");
+                    let c = c.clone();
+                    let value = value.clone();
+                    async move { c.create(&path, &value, &open()).await.map(|_| ()) }
+                })
+                .collect();
+            for f in futs {
+                f.await.expect("pool create");
+            }
+        }
+    }
     for i in 0..10 {
         admin
             .create(&format!("{root}/n0/c{i}"), b"", &open())
@@ -85,6 +114,12 @@ async fn main() {
     let warmup = Duration::from_secs(1);
     let run = Duration::from_secs_f64(a.seconds);
     let start = Instant::now();
+    if let Some(path) = a.ready_file.clone() {
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            let _ = std::fs::write(path, b"");
+        });
+    }
     let workload = Arc::new(a.workload.clone());
     let mut tasks = Vec::new();
     for (i, c) in clients.into_iter().enumerate() {
@@ -115,6 +150,14 @@ async fn main() {
                     }
                     "set" => {
                         c.set_data(&node, &value, None).await.expect("set");
+                    }
+                    "delete" => {
+                        if seq as usize >= pool {
+                            break;
+                        }
+                        c.delete(&format!("{node}/x{seq}"), None)
+                            .await
+                            .expect("delete");
                     }
                     "get" => {
                         c.get_data(&node).await.expect("get");
