@@ -138,8 +138,8 @@ async fn main() {
                 }
                 let t0 = Instant::now();
                 let write = match workload.as_str() {
-                    "mixed90" => seq % 10 == 0,
-                    "mixed50" => seq % 2 == 0,
+                    "mixed90" => seq.is_multiple_of(10),
+                    "mixed50" => seq.is_multiple_of(2),
                     _ => false,
                 };
                 match workload.as_str() {
