@@ -16,7 +16,7 @@ fi
 
 echo "--- rustfmt and clippy"
 cargo fmt --all -- --check
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "--- Rust unit and integration tests"
 cargo test --quiet 2>&1 | tee /tmp/ferrokeeper-cargo-test.log
