@@ -18,7 +18,7 @@ use griddle::HashMap as GrowingMap;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::jute::codes::{EphemeralKind, Perms};
+use crate::jute::codes::EphemeralKind;
 use crate::jute::records::{Acl, Stat};
 
 pub use acl_cache::{AclCache, OPEN_UNSAFE_ACL_REF};
@@ -155,47 +155,8 @@ pub const DIGEST_VERSION: i32 = 2;
 impl DataTree {
     /// A fresh tree with Java's system nodes.
     pub fn new() -> DataTree {
-        let mut t = DataTree {
-            nodes: GrowingMap::new(),
-            acls: AclCache::default(),
-            ephemerals: HashMap::new(),
-            containers: BTreeSet::new(),
-            ttls: BTreeSet::new(),
-            quota_roots: BTreeSet::new(),
-            data_size: 0,
-            extended_types: false,
-            digest: 0,
-        };
-        t.nodes.insert(
-            "/".into(),
-            Box::new(Node {
-                data: Some(Box::default()),
-                acl: OPEN_UNSAFE_ACL_REF,
-                ..Default::default()
-            }),
-        );
-        let config_acl = t.acls.intern(&[Acl::new(Perms::READ, "world", "anyone")]);
-        for (path, acl) in [
-            ("/zookeeper", OPEN_UNSAFE_ACL_REF),
-            (QUOTA_ROOT, OPEN_UNSAFE_ACL_REF),
-            ("/zookeeper/config", config_acl),
-        ] {
-            let (parent, name) = parent_and_name(path);
-            if let Some(p) = t.nodes.get_mut(parent) {
-                p.children.insert(name);
-            }
-            t.data_size += path.len() as u64;
-            t.nodes.insert(
-                path.into(),
-                Box::new(Node {
-                    data: Some(Box::default()),
-                    acl,
-                    stat: system_stat(path),
-                    ..Default::default()
-                }),
-            );
-        }
-        t.digest = t.full_digest();
+        let mut t = DataTree::empty();
+        t.add_system_nodes();
         t
     }
 

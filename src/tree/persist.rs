@@ -71,9 +71,6 @@ impl TreeLoader {
                 children: Default::default(),
             }),
         );
-        if let Some(n) = t.nodes.get(path) {
-            t.digest = t.digest.wrapping_add(super::node_digest(path, n));
-        }
         t.index(path, owner);
         if let Some(q) = parent_and_name(path).0.strip_prefix(QUOTA_ROOT) {
             if parent_and_name(path).1 == QUOTA_LIMITS {
@@ -96,25 +93,14 @@ impl TreeLoader {
     pub fn finish(mut self) -> DataTree {
         let t = &mut self.tree;
         t.acls.purge_unused();
-        if !t.nodes.contains_key("/") {
-            t.nodes.insert(
-                "/".into(),
-                Box::new(Node {
-                    data: Some(Box::default()),
-                    acl: OPEN_UNSAFE_ACL_REF,
-                    ..Default::default()
-                }),
-            );
-        }
         t.add_system_nodes();
-        t.digest = t.full_digest();
         self.tree
     }
 }
 
 impl DataTree {
-    /// A tree with no nodes at all (the start of a load).
-    fn empty() -> DataTree {
+    /// A tree with no nodes at all (the start of a load, or of [`DataTree::new`]).
+    pub(super) fn empty() -> DataTree {
         DataTree {
             nodes: Default::default(),
             acls: Default::default(),
@@ -128,9 +114,10 @@ impl DataTree {
         }
     }
 
-    /// `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`, where missing.
+    /// The root, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`, where missing, as
+    /// Java creates them; then the digest, computed over the whole tree.
     pub(super) fn add_system_nodes(&mut self) {
-        for path in ["/zookeeper", QUOTA_ROOT, "/zookeeper/config"] {
+        for path in ["/", "/zookeeper", QUOTA_ROOT, "/zookeeper/config"] {
             if self.nodes.contains_key(path) {
                 continue;
             }
@@ -140,11 +127,13 @@ impl DataTree {
             } else {
                 OPEN_UNSAFE_ACL_REF
             };
-            let (parent, name) = parent_and_name(path);
-            if let Some(p) = self.nodes.get_mut(parent) {
-                p.children.insert(name);
+            if path != "/" {
+                let (parent, name) = parent_and_name(path);
+                if let Some(p) = self.nodes.get_mut(parent) {
+                    p.children.insert(name);
+                }
+                self.data_size += path.len() as u64;
             }
-            self.data_size += path.len() as u64;
             self.nodes.insert(
                 path.into(),
                 Box::new(Node {
@@ -154,8 +143,8 @@ impl DataTree {
                     ..Default::default()
                 }),
             );
-            self.digest = self.digest.wrapping_add(self.digest_of(path));
         }
+        self.digest = self.full_digest();
     }
 
     /// Recompute every quota root's usage from the tree (after a load and replay, as Java's

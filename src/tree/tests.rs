@@ -1,4 +1,5 @@
 use super::*;
+use crate::jute::Perms;
 
 fn open() -> Vec<Acl> {
     Acl::open_unsafe()
