@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod jute;
 pub mod persist;
+pub mod quorum;
 pub mod request;
 pub mod server;
 pub mod session;

@@ -17,6 +17,7 @@ pub mod purge;
 pub mod recovery;
 pub mod snap_writer;
 pub mod snapshot;
+pub mod truncate;
 pub mod txnlog;
 
 #[cfg(test)]

@@ -364,6 +364,12 @@ pub fn read_log(buf: &[u8]) -> Result<(Vec<LogEntry>, LogEnd), LogError> {
     }
 }
 
+/// Decode one entry's payload (TxnHeader, txn, optional TxnDigest): the bytes a log entry
+/// holds, and the data of a Zab PROPOSAL or INFORM.
+pub fn decode_payload(payload: &[u8]) -> Result<LogEntry, LogError> {
+    decode_entry(0, payload)
+}
+
 fn decode_entry(offset: usize, payload: &[u8]) -> Result<LogEntry, LogError> {
     let rec = |source| LogError::Record { offset, source };
     let mut p = Reader::new(payload);

@@ -38,6 +38,9 @@ use crate::watch::{ConnId, WatchManager};
 
 use super::stats::{ConnStats, ServerStats};
 
+mod ensemble;
+pub use ensemble::{PeerEvent, QuorumCtx, QuorumMsg, Role, LEARNER_QUEUE};
+
 /// Txns applied but not yet durable before the core stops taking requests.
 const MAX_UNSYNCED: i64 = 20_000;
 /// Frames waiting for the log before the core stops taking requests.
@@ -146,10 +149,19 @@ pub struct Core {
     pub(crate) watches: WatchManager,
     pub(crate) sessions: SessionTracker,
     log: LogWriter,
-    /// The last zxid on disk; nothing that reflects a later one has left the server.
+    /// The last zxid on disk.
     synced: i64,
-    /// Frames (and closes) that wait until `synced` reaches their zxid, in send order.
+    /// Frames that reflect state up to this zxid may leave: the log is durable that far
+    /// (standalone) or a quorum has it (leader). Nothing later has left the server.
+    released: i64,
+    /// Frames (and closes) that wait until `released` reaches their zxid, in send order.
     held: VecDeque<(i64, ConnId, Outbound)>,
+    /// The log writer was replaced (a learner's TRUNC or SNAP): the run loop re-subscribes.
+    synced_changed: bool,
+    /// What this server is in an ensemble (standalone: always [`Role::Standalone`]).
+    pub(crate) role: Role,
+    /// Ensemble settings and epochs; `None` when standalone.
+    pub(crate) quorum: Option<QuorumCtx>,
     snapshots: Snapshotter,
     txns_since_snapshot: u64,
     snapshot_after: u64,
@@ -256,7 +268,11 @@ impl Core {
             watches: WatchManager::new(),
             log,
             synced: zxid,
+            released: zxid,
             held: VecDeque::new(),
+            synced_changed: false,
+            role: Role::Standalone,
+            quorum: None,
             snapshots,
             txns_since_snapshot: 0,
             snapshot_after,
@@ -276,8 +292,16 @@ impl Core {
         Ok(core)
     }
 
-    /// Run until a [`CoreMsg::Shutdown`] arrives or every sender is gone.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
+    /// Run until a [`CoreMsg::Shutdown`] arrives or every sender is gone. `qrx` carries the
+    /// ensemble's messages (none when standalone).
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<CoreMsg>,
+        mut qrx: Option<mpsc::Receiver<QuorumMsg>>,
+    ) {
+        let tick_every = Duration::from_millis((self.config.tick_time as u64 / 2).max(1));
+        let mut quorum_tick = tokio::time::interval(tick_every);
+        quorum_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let sweep_every = Duration::from_millis(self.config.container_check_interval_ms().max(10));
         let mut sweep =
             tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
@@ -296,8 +320,14 @@ impl Core {
             let accepting =
                 self.last_zxid - self.synced < MAX_UNSYNCED && self.held.len() < MAX_HELD;
             let walking = self.snapshots.walking();
-            // Biased: durability news first (it releases replies), then requests, then timers
-            // and snapshot slices.
+            let owns_sessions = match &self.role {
+                Role::Standalone => true,
+                Role::Leading(_) => self.role.serving(),
+                _ => false,
+            };
+            let in_quorum = qrx.is_some();
+            // Biased: durability news first (it releases replies), then the ensemble, then
+            // requests, then timers and snapshot slices.
             tokio::select! {
                 biased;
                 changed = synced_rx.changed() => {
@@ -308,6 +338,17 @@ impl Core {
                     let z = *synced_rx.borrow_and_update();
                     self.on_synced(z);
                 }
+                qmsg = async { match qrx.as_mut() { Some(q) => q.recv().await, None => None } }, if in_quorum => {
+                    match qmsg {
+                        Some(m) => self.handle_quorum(m),
+                        None => break,
+                    }
+                    if self.synced_changed {
+                        self.synced_changed = false;
+                        synced_rx = self.log.synced.clone();
+                    }
+                }
+                _ = quorum_tick.tick(), if in_quorum => self.quorum_tick(),
                 msg = rx.recv(), if accepting => match msg {
                     None | Some(CoreMsg::Shutdown) => break,
                     Some(m) => {
@@ -319,8 +360,8 @@ impl Core {
                         }
                     }
                 },
-                _ = tokio::time::sleep_until(next_expiry.into()) => self.expire_sessions(),
-                _ = sweep.tick() => self.sweep_containers(),
+                _ = tokio::time::sleep_until(next_expiry.into()), if owns_sessions => self.expire_sessions(),
+                _ = sweep.tick(), if owns_sessions => self.sweep_containers(),
                 _ = walk_tick.tick(), if walking => {
                     self.snapshots.step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_SLICE_IDLE);
                 }
@@ -340,8 +381,19 @@ impl Core {
     /// The log is durable up to `zxid`: release what waited for it.
     fn on_synced(&mut self, zxid: i64) {
         self.synced = self.synced.max(zxid);
+        match self.role {
+            Role::Standalone => self.release(self.synced),
+            Role::Leading(_) => self.leader_synced(),
+            Role::Learning(_) => self.learner_synced(),
+            Role::Looking => {}
+        }
+    }
+
+    /// Frames that reflect state up to `zxid` may leave now.
+    pub(crate) fn release(&mut self, zxid: i64) {
+        self.released = self.released.max(zxid);
         while let Some((z, _, _)) = self.held.front() {
-            if *z > self.synced {
+            if *z > self.released {
                 break;
             }
             if let Some((_, conn, out)) = self.held.pop_front() {
@@ -403,7 +455,7 @@ impl Core {
     }
 
     fn emit(&mut self, conn: ConnId, out: Outbound) {
-        if self.held.is_empty() && self.synced >= self.last_zxid {
+        if self.held.is_empty() && self.released >= self.last_zxid {
             self.emit_now(conn, out);
         } else {
             self.held.push_back((self.last_zxid, conn, out));
@@ -463,6 +515,12 @@ impl Core {
         let Some(remote) = self.conns.get(&conn).map(|c| c.remote) else {
             return;
         };
+        if !self.role.serving() {
+            // As Java's server when it is not running: the client tries another server.
+            tracing::debug!(%remote, mode = self.role.mode(), "not serving yet; closing");
+            self.close_conn(conn);
+            return;
+        }
         if req.last_zxid_seen > self.last_zxid {
             tracing::info!(
                 %remote,
@@ -477,6 +535,11 @@ impl Core {
             .time_out
             .max(self.config.min_session_timeout)
             .min(self.config.max_session_timeout);
+        if matches!(self.role, Role::Learning(_)) {
+            let pw_ok = req.passwd.as_deref() == Some(&session_password(req.session_id)[..]);
+            self.learner_connect(conn, req.session_id, pw_ok, timeout, has_ro);
+            return;
+        }
         let now = Instant::now();
         let (session_id, valid) = if req.session_id == 0 {
             let id = self.sessions.next_session_id();
@@ -551,7 +614,6 @@ impl Core {
             return;
         }
         let session_id = c.session_id;
-        let remote = c.remote;
         c.stats.recved += 1;
         self.stats.packets_received += 1;
         let op = OpCode::from_i32(op_raw);
@@ -561,12 +623,39 @@ impl Core {
                 c.stats.last_cxid = xid;
             }
         }
-        if !self.sessions.touch(session_id, Instant::now()) {
+        if matches!(self.role, Role::Learning(_)) {
+            // The leader owns session liveness; this server forwards writes and keeps the
+            // session's order.
+            if self.learner_packet(conn, session_id, xid, op_raw, body, received) {
+                return;
+            }
+        } else if !self.sessions.touch(session_id, Instant::now()) {
             // The session expired (or is closing) under this connection.
             self.reply(conn, xid, self.last_zxid, ErrorCode::SessionExpired, &[]);
             self.close_conn(conn);
             return;
         }
+        self.local_packet(conn, xid, op_raw, body, received);
+    }
+
+    /// Run one request here (standalone, leader, or a learner's reads).
+    fn local_packet(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        op_raw: i32,
+        body: &[u8],
+        received: Instant,
+    ) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        let session_id = c.session_id;
+        let remote = c.remote;
+        let op = OpCode::from_i32(op_raw);
         let mut r = Reader::new(body);
         match op {
             Some(OpCode::Ping) => {
@@ -691,19 +780,31 @@ impl Core {
         cxid: i32,
         prep: impl FnOnce(&mut Prep<'_>) -> Result<Txn, ErrorCode>,
     ) -> (i64, OpResult) {
-        let zxid = self.last_zxid + 1;
         let ids = self
             .session_conn
             .get(&session_id)
             .and_then(|c| self.conns.get(c))
             .map(|c| c.ids.clone())
             .unwrap_or_default();
+        self.write_as(session_id, cxid, &ids, prep)
+    }
+
+    /// [`Core::write`] with the caller's auth ids (a learner's forwarded request carries its
+    /// client's).
+    pub(crate) fn write_as(
+        &mut self,
+        session_id: i64,
+        cxid: i32,
+        ids: &[Id],
+        prep: impl FnOnce(&mut Prep<'_>) -> Result<Txn, ErrorCode>,
+    ) -> (i64, OpResult) {
+        let zxid = self.last_zxid + 1;
         let txn = {
             let mut p = Prep {
                 tree: &self.tree,
                 pending: &mut self.pending,
                 auth: &self.auth,
-                ids: &ids,
+                ids,
                 session_id,
                 extended_types: self.config.extended_types_enabled(),
                 zxid,
@@ -721,13 +822,28 @@ impl Core {
             txn,
         };
         self.last_zxid = zxid;
+        let (result, digest) = self.apply_entry(&entry);
+        if matches!(self.role, Role::Leading(_)) {
+            let data = crate::quorum::zab::encode_txn_data(&entry, digest);
+            self.remember_commit(zxid, data.clone());
+            self.propose(zxid, data);
+        }
+        self.log.send(LogCmd::Append(entry, digest));
+        self.maybe_snapshot(zxid);
+        (zxid, result)
+    }
+
+    /// Apply one txn to the tree, the sessions and the watches; returns its result and the
+    /// tree digest after it.
+    fn apply_entry(&mut self, entry: &TxnEntry) -> (OpResult, Option<(i32, i64)>) {
+        let session_id = entry.header.client_id;
         let mut fired = Vec::new();
         let result = Applier {
             tree: &mut self.tree,
             watches: &mut self.watches,
             fired: &mut fired,
         }
-        .apply(&entry);
+        .apply(entry);
         match &entry.txn {
             Txn::CreateSession { timeout } => {
                 self.sessions
@@ -740,8 +856,12 @@ impl Core {
             .config
             .digest_enabled()
             .then(|| (DIGEST_VERSION, self.tree.digest() as i64));
-        self.log.send(LogCmd::Append(entry, digest));
-        self.deliver(&fired, zxid);
+        self.deliver(&fired, entry.header.zxid);
+        (result, digest)
+    }
+
+    /// Count a txn towards the next snapshot, and start one when it is due.
+    fn maybe_snapshot(&mut self, zxid: i64) {
         self.txns_since_snapshot += 1;
         if self.txns_since_snapshot > self.snapshot_after {
             self.txns_since_snapshot = 0;
@@ -751,7 +871,6 @@ impl Core {
             self.log.send(LogCmd::Roll);
             self.snapshots.begin(&mut self.tree, zxid);
         }
-        (zxid, result)
     }
 
     /// Send watch events to every registered connection that may READ the node.

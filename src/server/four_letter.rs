@@ -52,6 +52,14 @@ pub fn run(core: &mut Core, word: &str) -> String {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
     let mut s = String::new();
+    let needs_server = !matches!(
+        word,
+        "ruok" | "envi" | "conf" | "dirs" | "gtmk" | "stmk" | "isro"
+    );
+    if needs_server && !core.role.serving() {
+        // Java's answer while electing or syncing.
+        return "This ZooKeeper instance is not currently serving requests\n".to_owned();
+    }
     match word {
         "ruok" => s.push_str("imok"),
         "isro" => s.push_str("rw"),
@@ -230,7 +238,7 @@ fn server_stats(core: &Core, s: &mut String, with_clients: bool) {
     let _ = writeln!(s, "Connections: {}", core.conns.len());
     let _ = writeln!(s, "Outstanding: 0");
     let _ = writeln!(s, "Zxid: {:#x}", core.last_zxid);
-    let _ = writeln!(s, "Mode: standalone");
+    let _ = writeln!(s, "Mode: {}", core.role.mode());
     let _ = writeln!(s, "Node count: {}", core.tree.node_count());
 }
 
@@ -257,7 +265,7 @@ fn monitor(core: &Core, s: &mut String) {
         let _ = writeln!(s, "zk_{k}\t{v}");
     };
     kv("version", VERSION.to_owned());
-    kv("server_state", "standalone".into());
+    kv("server_state", core.role.mode().into());
     kv("avg_latency", java_double(st.avg_latency()));
     kv("max_latency", st.latency_max.to_string());
     kv("min_latency", st.latency_min.to_string());
@@ -289,6 +297,18 @@ fn monitor(core: &Core, s: &mut String) {
     kv("connection_drop_probability", "0.0".into());
     kv("auth_failed_count", st.auth_failed.to_string());
     kv("outstanding_tls_handshake", "0".into());
+    match &core.role {
+        crate::server::core::Role::Leading(l) => {
+            let (followers, synced, observers) = l.counts();
+            kv("learners", (followers + observers).to_string());
+            kv("synced_followers", synced.to_string());
+            kv("synced_non_voting_followers", "0".into());
+            kv("synced_observers", observers.to_string());
+            kv("pending_syncs", l.pending_syncs().to_string());
+        }
+        crate::server::core::Role::Learning(_) => {}
+        _ => {}
+    }
     kv("non_mtls_remote_conn_count", "0".into());
     kv("non_mtls_local_conn_count", "0".into());
 }

@@ -24,6 +24,8 @@ pub use self::core::{Core, CoreMsg};
 pub enum ServerError {
     #[error("no clientPort configured")]
     NoClientPort,
+    #[error("quorum: {0}")]
+    Epoch(String),
     #[error("cannot load the data directory: {0}")]
     Data(#[from] self::core::OpenError),
     #[error("cannot listen on {addr}: {source}")]
@@ -84,6 +86,83 @@ impl PerIp {
     }
 }
 
+/// Read (or create, as Java does) the epoch files, check them against the data, and start
+/// the election port and the peer task.
+async fn start_peer(
+    config: &Arc<ServerConfig>,
+    qc: &crate::config::QuorumConfig,
+    core: &mut Core,
+) -> Result<mpsc::Receiver<self::core::QuorumMsg>, ServerError> {
+    use crate::persist::epoch::{read_epoch, write_epoch, ACCEPTED_EPOCH, CURRENT_EPOCH};
+    let dir = &config.data_dir;
+    let io = |source: std::io::Error| {
+        ServerError::Data(self::core::OpenError::Io {
+            path: crate::persist::files::version_dir(dir),
+            source,
+        })
+    };
+    let zxid_epoch = core.last_zxid() >> 32;
+    let current = match read_epoch(dir, CURRENT_EPOCH).map_err(io)? {
+        Some(e) => e,
+        None => {
+            write_epoch(dir, CURRENT_EPOCH, zxid_epoch).map_err(io)?;
+            zxid_epoch
+        }
+    };
+    if zxid_epoch > current {
+        return Err(ServerError::Epoch(format!(
+            "the last zxid's epoch {zxid_epoch} is newer than currentEpoch {current}"
+        )));
+    }
+    let accepted = match read_epoch(dir, ACCEPTED_EPOCH).map_err(io)? {
+        Some(e) => e,
+        None => {
+            write_epoch(dir, ACCEPTED_EPOCH, current).map_err(io)?;
+            current
+        }
+    };
+    if accepted < current {
+        return Err(ServerError::Epoch(format!(
+            "acceptedEpoch {accepted} is less than currentEpoch {current}"
+        )));
+    }
+    let verifier = Arc::new(qc.verifier.clone());
+    let (ev_tx, ev_rx) = mpsc::channel(64);
+    let tick = std::time::Duration::from_millis(config.tick_time as u64);
+    core.enable_quorum(self::core::QuorumCtx {
+        my_id: qc.myid,
+        quorum: verifier.clone(),
+        config_text: verifier.to_config_text(),
+        tick,
+        init_limit: qc.init_limit,
+        sync_limit: qc.sync_limit,
+        accepted_epoch: accepted,
+        current_epoch: current,
+        events: ev_tx,
+        committed_log: Default::default(),
+    });
+    let (qtx, qrx) = mpsc::channel(4096);
+    crate::quorum::peer::start(
+        crate::quorum::peer::PeerSettings {
+            my_id: qc.myid,
+            verifier,
+            tick,
+            init_limit: qc.init_limit,
+            sync_limit: qc.sync_limit,
+            listen_all: config.quorum_listen_on_all_ips,
+            bind_retry: config.election_port_bind_retry,
+            max_packet: config.jute_max_buffer().saturating_mul(2),
+            extended_types: config.extended_types_enabled(),
+        },
+        qtx,
+        ev_rx,
+    )
+    .await
+    .map_err(|e| ServerError::Epoch(e.to_string()))?;
+    tracing::info!(myid = qc.myid, accepted, current, "quorum peer started");
+    Ok(qrx)
+}
+
 /// Bind the client port and start the core; returns once the server is accepting.
 pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let port = config.client_port.ok_or(ServerError::NoClientPort)?;
@@ -108,7 +187,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .map_err(|source| ServerError::Bind { addr, source })?;
     let addr = listener.local_addr().unwrap_or(addr);
     let (core_tx, core_rx) = mpsc::channel(config.global_outstanding_limit.max(1));
-    let core = tokio::spawn(core.run(core_rx));
+    let mut core = core;
+    let qrx = match &config.quorum {
+        None => None,
+        Some(qc) => Some(start_peer(&config, qc, &mut core).await?),
+    };
+    let core = tokio::spawn(core.run(core_rx, qrx));
     spawn_autopurge(&config);
     let accept = tokio::spawn(accept_loop(listener, config.clone(), core_tx.clone()));
     tracing::info!(%addr, "serving clients");
