@@ -16,11 +16,13 @@ use crate::quorum::verifier::QuorumVerifier;
 /// A zoo.cfg problem that stops start-up.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// A file (zoo.cfg, dynamic config, myid) cannot be read.
     #[error("{origin}: cannot read: {source}")]
     Read {
         origin: String,
         source: std::io::Error,
     },
+    /// A key with a bad value; names file, line and key.
     #[error("{origin}:{line}: {key}: {why}")]
     BadValue {
         origin: String,
@@ -28,8 +30,10 @@ pub enum ConfigError {
         key: String,
         why: String,
     },
+    /// A required key is absent.
     #[error("{origin}: {key} is required")]
     Missing { origin: String, key: String },
+    /// A `-D` flag without `=`.
     #[error("bad -D definition {0:?}: expected NAME=VALUE")]
     BadDefine(String),
     /// A setting an ensemble cannot run without (Java: "initLimit is not set").
@@ -55,6 +59,7 @@ pub enum ConfigError {
 pub struct SystemProps(HashMap<String, String>);
 
 impl SystemProps {
+    /// The value of a property, as zoo.cfg (prefix rule) or `-D` set it.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
@@ -90,6 +95,7 @@ impl Default for FourLetterWhitelist {
 }
 
 impl FourLetterWhitelist {
+    /// Parse the comma-separated word list (`*` allows every word).
     pub fn parse(v: &str) -> FourLetterWhitelist {
         let words: Vec<String> = v
             .split(',')
@@ -102,6 +108,7 @@ impl FourLetterWhitelist {
         }
     }
 
+    /// May this four-letter word run?
     pub fn allows(&self, word: &str) -> bool {
         self.all || self.words.iter().any(|w| w == word)
     }
@@ -212,18 +219,26 @@ impl QuorumConfig {
 /// The server's typed configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// `tickTime` in ms: the unit of session timeouts, initLimit and syncLimit.
     pub tick_time: u32,
+    /// `dataDir`: snapshots, epoch files and myid.
     pub data_dir: PathBuf,
+    /// `dataLogDir` (defaults to dataDir): transaction logs.
     pub data_log_dir: PathBuf,
     /// The client port to listen on. For an ensemble member whose `server.<myid>` line has a
     /// `;clientPort`, that port (Java: the server line wins; a different clientPort= is an error).
     pub client_port: Option<u16>,
     /// The client listen address (see `client_port` for the server-line rule).
     pub client_port_address: Option<IpAddr>,
+    /// `maxClientCnxns`: connections per client IP (0 = unlimited).
     pub max_client_cnxns: u32,
+    /// `minSessionTimeout` in ms (default 2 ticks).
     pub min_session_timeout: i32,
+    /// `maxSessionTimeout` in ms (default 20 ticks).
     pub max_session_timeout: i32,
+    /// `globalOutstandingLimit`: stop reading sockets above this many queued requests.
     pub global_outstanding_limit: usize,
+    /// `4lw.commands.whitelist`.
     pub four_letter_whitelist: FourLetterWhitelist,
     /// `initLimit` as written (required when distributed; see [`QuorumConfig::init_limit`]).
     pub init_limit: Option<u32>,
@@ -254,15 +269,25 @@ pub struct ServerConfig {
     pub myid: Option<i64>,
     /// Set iff the configuration is distributed (runs as an ensemble member).
     pub quorum: Option<QuorumConfig>,
+    /// `snapCount`: txns between snapshots (randomised per server).
     pub snap_count: u64,
+    /// `preAllocSize` in KB: txn log preallocation.
     pub pre_alloc_size_kb: u64,
+    /// `forceSync`: fsync the txn log (false only for exactly `no`).
     pub force_sync: bool,
+    /// `autopurge.snapRetainCount`: snapshots kept by the purge task.
     pub autopurge_snap_retain_count: u32,
+    /// `autopurge.purgeInterval` in hours (0 = off).
     pub autopurge_purge_interval_hours: u32,
+    /// `standaloneEnabled`: one participant runs standalone (false: an ensemble of one).
     pub standalone_enabled: bool,
+    /// `reconfigEnabled`: allow the reconfig opcode.
     pub reconfig_enabled: bool,
+    /// `clientPortListenBacklog` (-1 = OS default).
     pub client_port_listen_backlog: i32,
+    /// Java system properties: prefixed zoo.cfg keys and `-D` flags.
     pub props: SystemProps,
+    /// The zoo.cfg this came from (None for [`ServerConfig::parse_str`]).
     pub source: Option<PathBuf>,
 }
 
@@ -885,6 +910,10 @@ impl ServerConfig {
             key,
             why,
         };
+        // Groups and weights are validated here, before myid is read, as in Java (whose
+        // parseDynamicConfig builds the verifier first); the final verifier is built below,
+        // once our own client address is known.
+        QuorumVerifier::from_config(self)?;
         let voters = self.servers.iter().filter(|s| !s.observer).count();
         let first_observer = self.servers.iter().find(|s| s.observer);
         if voters == 0 {
@@ -983,8 +1012,6 @@ impl ServerConfig {
             self.peer_type = by_list;
         }
 
-        // Verifier construction validates groups and weights for every config, as Java's
-        // parseDynamicConfig does before it knows whether it is distributed.
         let verifier = QuorumVerifier::from_config(self)?;
         let distributed = voters > 1 || (!self.standalone_enabled && voters > 0);
         if !distributed {
@@ -1071,25 +1098,32 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// `extendedTypesEnabled`: TTL nodes.
     pub fn extended_types_enabled(&self) -> bool {
         self.props.bool("zookeeper.extendedTypesEnabled", false)
     }
+    /// `DigestAuthenticationProvider.superDigest`: the super user's digest.
     pub fn super_digest(&self) -> Option<&str> {
         self.props
             .get("zookeeper.DigestAuthenticationProvider.superDigest")
     }
+    /// `skipACL`: no ACL checks at all.
     pub fn skip_acl(&self) -> bool {
         self.props.bool("zookeeper.skipACL", false)
     }
+    /// `znode.container.checkIntervalMs`: how often empty containers are reaped.
     pub fn container_check_interval_ms(&self) -> u64 {
         self.props.num("znode.container.checkIntervalMs", 60_000)
     }
+    /// `znode.container.maxPerMinute`: reaping rate limit.
     pub fn container_max_per_minute(&self) -> u32 {
         self.props.num("znode.container.maxPerMinute", 10_000)
     }
+    /// `znode.container.maxNeverUsedIntervalMs`: reap never-used containers after this (0 = never).
     pub fn max_never_used_interval_ms(&self) -> u64 {
         self.props.num("znode.container.maxNeverUsedIntervalMs", 0)
     }
+    /// `readonlymode.enabled`: serve reads when out of quorum.
     pub fn read_only_mode_enabled(&self) -> bool {
         self.props.bool("readonlymode.enabled", false)
     }
@@ -1098,6 +1132,7 @@ impl ServerConfig {
         self.props
             .num("jute.maxbuffer", crate::jute::DEFAULT_MAX_BUFFER)
     }
+    /// `maxCnxns`: total client connections (0 = unlimited).
     pub fn max_cnxns(&self) -> u32 {
         self.props.num("zookeeper.maxCnxns", 0)
     }

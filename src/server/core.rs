@@ -162,6 +162,12 @@ pub struct Core {
     pub(crate) role: Role,
     /// Ensemble settings and epochs; `None` when standalone.
     pub(crate) quorum: Option<QuorumCtx>,
+    /// Cut off from the quorum and serving read-only clients (`readonlymode.enabled`).
+    pub(crate) read_only: bool,
+    /// Sessions opened in read-only mode: local to this server, gone when it rejoins.
+    ro_sessions: std::collections::HashSet<i64>,
+    /// When this server last started LOOKING.
+    looking_since: Instant,
     snapshots: Snapshotter,
     txns_since_snapshot: u64,
     snapshot_after: u64,
@@ -273,6 +279,9 @@ impl Core {
             synced_changed: false,
             role: Role::Standalone,
             quorum: None,
+            read_only: false,
+            ro_sessions: Default::default(),
+            looking_since: now,
             snapshots,
             txns_since_snapshot: 0,
             snapshot_after,
@@ -516,6 +525,10 @@ impl Core {
             return;
         };
         if !self.role.serving() {
+            if self.read_only && req.read_only {
+                self.read_only_connect(conn, req, has_ro);
+                return;
+            }
             // As Java's server when it is not running: the client tries another server.
             tracing::debug!(%remote, mode = self.role.mode(), "not serving yet; closing");
             self.close_conn(conn);
@@ -604,6 +617,68 @@ impl Core {
         }
     }
 
+    /// A read-only client's connect while this server has no quorum: a local session, and
+    /// the response says read-only.
+    fn read_only_connect(&mut self, conn: ConnId, req: ConnectRequest, has_ro: bool) {
+        let timeout = req
+            .time_out
+            .max(self.config.min_session_timeout)
+            .min(self.config.max_session_timeout);
+        let id = if req.session_id != 0
+            && req.passwd.as_deref() == Some(&session_password(req.session_id)[..])
+        {
+            req.session_id
+        } else {
+            self.sessions.next_session_id()
+        };
+        self.sessions.add_session(id, timeout, Instant::now());
+        self.ro_sessions.insert(id);
+        let mut w = Writer::new();
+        let at = w.begin_frame();
+        ConnectResponse {
+            protocol_version: 0,
+            time_out: timeout,
+            session_id: id,
+            passwd: Some(session_password(id).to_vec()),
+        }
+        .encode(&mut w);
+        if has_ro {
+            w.bool(true);
+        }
+        w.finish_frame(at);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session_id = id;
+            c.timeout = timeout;
+            c.stats.last_cxid = c.stats.last_cxid.max(0);
+        }
+        self.session_conn.insert(id, conn);
+        self.send(conn, w.into_bytes());
+        tracing::info!(session = format_args!("{id:#x}"), "read-only session");
+    }
+
+    /// Enter or leave read-only mode; leaving closes every read-only client (it reconnects
+    /// to a server with a quorum).
+    pub(crate) fn set_read_only(&mut self, on: bool) {
+        if self.read_only == on {
+            return;
+        }
+        self.read_only = on;
+        if on {
+            tracing::warn!("no quorum for a while: serving read-only clients");
+            return;
+        }
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for c in conns {
+            if let Some(conn) = self.conns.get(&c) {
+                let _ = conn.out.try_send(Outbound::Close);
+            }
+            self.drop_conn(c);
+        }
+        for id in std::mem::take(&mut self.ro_sessions) {
+            self.sessions.remove(id);
+        }
+    }
+
     // ----- requests --------------------------------------------------------------------
 
     fn packet(&mut self, conn: ConnId, xid: i32, op_raw: i32, body: &[u8], received: Instant) {
@@ -657,6 +732,19 @@ impl Core {
         let remote = c.remote;
         let op = OpCode::from_i32(op_raw);
         let mut r = Reader::new(body);
+        if self.read_only && ensemble::is_forwarded(op) {
+            // Java's ReadOnlyRequestProcessor: no writes (nor sync) without a quorum.
+            if op == Some(OpCode::CloseSession) {
+                self.reply(conn, xid, self.last_zxid, ErrorCode::Ok, &[]);
+                self.ro_sessions.remove(&session_id);
+                self.sessions.remove(session_id);
+                self.session_conn.remove(&session_id);
+                self.close_conn(conn);
+            } else {
+                self.reply(conn, xid, self.last_zxid, ErrorCode::NotReadOnly, &[]);
+            }
+            return;
+        }
         match op {
             Some(OpCode::Ping) => {
                 self.reply(conn, xid, self.last_zxid, ErrorCode::Ok, &[]);

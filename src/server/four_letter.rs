@@ -56,13 +56,13 @@ pub fn run(core: &mut Core, word: &str) -> String {
         word,
         "ruok" | "envi" | "conf" | "dirs" | "gtmk" | "stmk" | "isro"
     );
-    if needs_server && !core.role.serving() {
+    if needs_server && !core.role.serving() && !core.read_only {
         // Java's answer while electing or syncing.
         return "This ZooKeeper instance is not currently serving requests\n".to_owned();
     }
     match word {
         "ruok" => s.push_str("imok"),
-        "isro" => s.push_str("rw"),
+        "isro" => s.push_str(if core.read_only { "ro" } else { "rw" }),
         "gtmk" | "stmk" => s.push('0'),
         "srvr" => server_stats(core, &mut s, false),
         "stat" => server_stats(core, &mut s, true),
@@ -238,7 +238,12 @@ fn server_stats(core: &Core, s: &mut String, with_clients: bool) {
     let _ = writeln!(s, "Connections: {}", core.conns.len());
     let _ = writeln!(s, "Outstanding: 0");
     let _ = writeln!(s, "Zxid: {:#x}", core.last_zxid);
-    let _ = writeln!(s, "Mode: {}", core.role.mode());
+    let mode = if core.read_only {
+        "read-only"
+    } else {
+        core.role.mode()
+    };
+    let _ = writeln!(s, "Mode: {mode}");
     let _ = writeln!(s, "Node count: {}", core.tree.node_count());
 }
 
@@ -265,7 +270,15 @@ fn monitor(core: &Core, s: &mut String) {
         let _ = writeln!(s, "zk_{k}\t{v}");
     };
     kv("version", VERSION.to_owned());
-    kv("server_state", core.role.mode().into());
+    kv(
+        "server_state",
+        if core.read_only {
+            "read-only"
+        } else {
+            core.role.mode()
+        }
+        .into(),
+    );
     kv("avg_latency", java_double(st.avg_latency()));
     kv("max_latency", st.latency_max.to_string());
     kv("min_latency", st.latency_min.to_string());

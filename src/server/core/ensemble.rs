@@ -365,6 +365,7 @@ impl Core {
         self.sessions = tracker;
         self.quorum = Some(ctx);
         self.role = Role::Looking;
+        self.looking_since = now;
     }
 
     /// The last zxid applied (for epoch checks at start-up).
@@ -451,6 +452,7 @@ impl Core {
             }
         }
         self.released = self.last_zxid;
+        self.looking_since = Instant::now();
         self.tell_peer(PeerEvent::RoleEnded {
             why: why.to_owned(),
         });
@@ -467,6 +469,13 @@ impl Core {
     /// Periodic duties: the leader pings and checks its quorum; everyone checks deadlines.
     pub(crate) fn quorum_tick(&mut self) {
         let now = Instant::now();
+        if matches!(self.role, Role::Looking)
+            && !self.read_only
+            && self.config.read_only_mode_enabled()
+            && now.duration_since(self.looking_since) >= self.ticks(1).max(Duration::from_secs(2))
+        {
+            self.set_read_only(true);
+        }
         let sync_limit = self.ticks(self.quorum.as_ref().map(|q| q.sync_limit).unwrap_or(5));
         let me = self.quorum.as_ref().map(|q| q.my_id).unwrap_or(0);
         let quorum = match &self.quorum {
@@ -507,6 +516,7 @@ impl Core {
     // ----- leader ---------------------------------------------------------------------
 
     fn start_leading(&mut self) {
+        self.set_read_only(false);
         let Some(q) = &self.quorum else { return };
         let me = q.my_id;
         let accepted = q.accepted_epoch;
@@ -1126,6 +1136,7 @@ impl Core {
     // ----- learner --------------------------------------------------------------------
 
     fn start_learning(&mut self, leader: i64, observer: bool, out: mpsc::Sender<Bytes>) {
+        self.set_read_only(false);
         let Some(q) = &self.quorum else { return };
         let info = LearnerInfo {
             server_id: q.my_id,
