@@ -174,6 +174,9 @@ impl LogFiles {
 /// The core's handle on the writer thread.
 pub struct LogWriter {
     tx: Option<SyncSender<LogCmd>>,
+    /// Deterministic mode (simulation): entries are written at once, without fsync, and
+    /// count as durable only when [`LogWriter::sync_inline`] says so.
+    inline: Option<Inline>,
     /// The last durable zxid, for the core's select loop.
     pub synced: watch::Receiver<i64>,
     /// The same figure, for the snapshot thread.
@@ -181,7 +184,48 @@ pub struct LogWriter {
     join: Option<JoinHandle<()>>,
 }
 
+/// The state of an inline (simulated) log.
+struct Inline {
+    files: LogFiles,
+    written: i64,
+    synced_tx: watch::Sender<i64>,
+}
+
 impl LogWriter {
+    /// A writer without a thread, for the deterministic simulator: `send` writes each entry
+    /// to the file at once (no fsync), and nothing is durable until [`LogWriter::sync_inline`].
+    pub fn start_inline(settings: LogSettings, last_zxid: i64) -> io::Result<LogWriter> {
+        fs::create_dir_all(&settings.dir)?;
+        let (synced_tx, synced) = watch::channel(last_zxid);
+        Ok(LogWriter {
+            tx: None,
+            inline: Some(Inline {
+                files: LogFiles::new(LogSettings {
+                    force_sync: false,
+                    ..settings
+                }),
+                written: last_zxid,
+                synced_tx,
+            }),
+            synced,
+            synced_shared: Arc::new(AtomicI64::new(last_zxid)),
+            join: None,
+        })
+    }
+
+    /// Inline mode: everything written so far becomes durable; returns the durable zxid.
+    pub fn sync_inline(&mut self) -> Option<i64> {
+        let i = self.inline.as_mut()?;
+        self.synced_shared.store(i.written, Ordering::Release);
+        i.synced_tx.send_replace(i.written);
+        Some(i.written)
+    }
+
+    /// Is this an inline (simulated) log?
+    pub fn is_inline(&self) -> bool {
+        self.inline.is_some()
+    }
+
     /// Start the writer thread. `last_zxid` is what recovery restored (already durable).
     pub fn start(settings: LogSettings, last_zxid: i64) -> io::Result<LogWriter> {
         fs::create_dir_all(&settings.dir)?;
@@ -194,6 +238,7 @@ impl LogWriter {
             .spawn(move || writer_loop(LogFiles::new(settings), rx, synced_tx, shared2))?;
         Ok(LogWriter {
             tx: Some(tx),
+            inline: None,
             synced,
             synced_shared: shared,
             join: Some(join),
@@ -202,7 +247,21 @@ impl LogWriter {
 
     /// Queue a command. The core bounds what it has in flight below [`LOG_QUEUE`], so this
     /// does not block in practice; if it would, it waits rather than drop a txn.
-    pub fn send(&self, cmd: LogCmd) {
+    pub fn send(&mut self, cmd: LogCmd) {
+        if let Some(i) = self.inline.as_mut() {
+            let r = match cmd {
+                LogCmd::Append(e, digest) => {
+                    i.files.append(&e, digest);
+                    i.written = e.header.zxid;
+                    i.files.commit()
+                }
+                LogCmd::Roll => i.files.roll(),
+            };
+            if let Err(e) = r {
+                fatal(&format!("cannot write the txn log: {e}"));
+            }
+            return;
+        }
         let Some(tx) = &self.tx else { return };
         match tx.try_send(cmd) {
             Ok(()) => {}

@@ -5,7 +5,7 @@
 //! ([`Election::on_tick`] once [`Election::next_deadline`] is reached), and carries out the
 //! [`Action`]s it returns: notifications to send, and at most one decision. There are no
 //! sockets, clocks or random numbers inside, so the same code runs under the deterministic
-//! simulator in `fle_sim` and under the tokio runtime in `cnx`.
+//! simulator in `fle_sim` and under the tokio runtime.
 //!
 //! Java runs the election in two threads that share state: the `WorkerReceiver` answers some
 //! notifications right away (a LOOKING peer whose round is behind mine gets my proposal back, a
@@ -81,7 +81,9 @@ pub struct Settled {
 /// The answer of a server that is not looking to a notification from `n`'s sender (Java's
 /// `WorkerReceiver` outside `lookForLeader`). A LOOKING voter gets my vote, state and the round
 /// of my vote so that it can join the leader; a non-voter (observer) gets my vote and logical
-/// clock whatever its state; a voter that is not looking gets nothing.
+/// clock whatever its state; a voter that is not looking gets nothing. (As in Java, a LOOKING
+/// voter answers every non-voter message too, so a settled observer and a looking voter keep
+/// answering each other until the voter decides: chatter, not a decision input.)
 pub fn answer_when_settled(
     me: &Settled,
     from_is_voter: bool,

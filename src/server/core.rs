@@ -141,6 +141,28 @@ fn notification(event: EventType, path: &str, zxid: i64) -> Bytes {
     w.into_bytes()
 }
 
+/// Where the core reads the time: the real clock, or the deterministic simulator's.
+#[derive(Clone, Debug)]
+pub enum Clock {
+    Real,
+    /// `base` plus the simulated milliseconds in `ms`.
+    Sim {
+        base: Instant,
+        ms: Arc<std::sync::atomic::AtomicU64>,
+    },
+}
+
+impl Clock {
+    pub fn now(&self) -> Instant {
+        match self {
+            Clock::Real => Instant::now(),
+            Clock::Sim { base, ms } => {
+                *base + Duration::from_millis(ms.load(std::sync::atomic::Ordering::Relaxed))
+            }
+        }
+    }
+}
+
 /// The standalone ZooKeeper server state machine (Java's `ZooKeeperServer` and its
 /// processor chain), driven by [`Core::run`].
 pub struct Core {
@@ -168,6 +190,9 @@ pub struct Core {
     ro_sessions: std::collections::HashSet<i64>,
     /// When this server last started LOOKING.
     looking_since: Instant,
+    clock: Clock,
+    /// Every commit as (zxid, tree digest after it), when the simulator asks for it.
+    pub(crate) commit_trace: Option<Vec<(i64, Option<i64>)>>,
     snapshots: Snapshotter,
     txns_since_snapshot: u64,
     snapshot_after: u64,
@@ -203,10 +228,29 @@ impl Core {
                 trust_empty_snapshot: config.trust_empty_snapshot(),
             },
         )?;
-        Core::from_restored(config, restored)
+        Core::from_restored(config, restored, false)
     }
 
-    fn from_restored(config: Arc<ServerConfig>, restored: Restored) -> Result<Core, OpenError> {
+    /// [`Core::open`] with a log that writes without a thread and is durable only when the
+    /// caller says so: the deterministic simulator's core.
+    #[cfg(test)]
+    pub(crate) fn open_inline(config: Arc<ServerConfig>) -> Result<Core, OpenError> {
+        let restored = recover(
+            &config.data_dir,
+            &config.data_log_dir,
+            &RecoveryOptions {
+                extended_types: config.extended_types_enabled(),
+                trust_empty_snapshot: config.trust_empty_snapshot(),
+            },
+        )?;
+        Core::from_restored(config, restored, true)
+    }
+
+    fn from_restored(
+        config: Arc<ServerConfig>,
+        restored: Restored,
+        inline_log: bool,
+    ) -> Result<Core, OpenError> {
         let now = Instant::now();
         let Restored {
             mut tree,
@@ -241,14 +285,16 @@ impl Core {
             .map_err(io(&snap_dir))?;
             tracing::info!(file = %path.display(), "initial snapshot written");
         }
-        let log = LogWriter::start(
-            LogSettings {
-                dir: log_dir.clone(),
-                prealloc: config.pre_alloc_size_kb.saturating_mul(1024),
-                force_sync: config.force_sync,
-            },
-            zxid,
-        )
+        let settings = LogSettings {
+            dir: log_dir.clone(),
+            prealloc: config.pre_alloc_size_kb.saturating_mul(1024),
+            force_sync: config.force_sync,
+        };
+        let log = if inline_log {
+            LogWriter::start_inline(settings, zxid)
+        } else {
+            LogWriter::start(settings, zxid)
+        }
         .map_err(io(&log_dir))?;
         let snapshots = Snapshotter::new(
             SnapSettings {
@@ -282,6 +328,8 @@ impl Core {
             read_only: false,
             ro_sessions: Default::default(),
             looking_since: now,
+            clock: Clock::Real,
+            commit_trace: None,
             snapshots,
             txns_since_snapshot: 0,
             snapshot_after,
@@ -385,6 +433,10 @@ impl Core {
             let _ = c.out.try_send(Outbound::Close);
         }
         tracing::info!(zxid = format_args!("{:#x}", self.last_zxid), "core stopped");
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
     }
 
     /// The log is durable up to `zxid`: release what waited for it.
@@ -553,7 +605,7 @@ impl Core {
             self.learner_connect(conn, req.session_id, pw_ok, timeout, has_ro);
             return;
         }
-        let now = Instant::now();
+        let now = self.now();
         let (session_id, valid) = if req.session_id == 0 {
             let id = self.sessions.next_session_id();
             self.write(id, 0, |_| Ok(Txn::CreateSession { timeout }));
@@ -631,7 +683,7 @@ impl Core {
         } else {
             self.sessions.next_session_id()
         };
-        self.sessions.add_session(id, timeout, Instant::now());
+        self.sessions.add_session(id, timeout, self.now());
         self.ro_sessions.insert(id);
         let mut w = Writer::new();
         let at = w.begin_frame();
@@ -704,7 +756,7 @@ impl Core {
             if self.learner_packet(conn, session_id, xid, op_raw, body, received) {
                 return;
             }
-        } else if !self.sessions.touch(session_id, Instant::now()) {
+        } else if !self.sessions.touch(session_id, self.now()) {
             // The session expired (or is closing) under this connection.
             self.reply(conn, xid, self.last_zxid, ErrorCode::SessionExpired, &[]);
             self.close_conn(conn);
@@ -934,8 +986,7 @@ impl Core {
         .apply(entry);
         match &entry.txn {
             Txn::CreateSession { timeout } => {
-                self.sessions
-                    .add_session(session_id, *timeout, Instant::now());
+                self.sessions.add_session(session_id, *timeout, self.now());
             }
             Txn::CloseSession { .. } => self.sessions.remove(session_id),
             _ => {}
@@ -1065,7 +1116,7 @@ impl Core {
     // ----- timers ----------------------------------------------------------------------
 
     fn expire_sessions(&mut self) {
-        let expired = self.sessions.expired(Instant::now());
+        let expired = self.sessions.expired(self.now());
         for id in expired {
             tracing::info!(session = format_args!("{id:#x}"), "session expired");
             self.write(id, 0, |p| Ok(p.close_session()));
@@ -1112,6 +1163,9 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod sim;
 
 /// Txns between snapshots: Java's `snapCount / 2 + random(snapCount / 2)`, so that the
 /// servers of an ensemble do not all snapshot at once.

@@ -196,7 +196,7 @@ pub struct Leading {
     connecting: BTreeMap<i64, i64>,
     epoch_acks: BTreeSet<i64>,
     newleader_acks: BTreeSet<i64>,
-    links: HashMap<u64, Link>,
+    links: BTreeMap<u64, Link>,
     /// Proposed, not yet committed: zxid → participants that acked it.
     outstanding: BTreeMap<i64, BTreeSet<i64>>,
     committed: i64,
@@ -234,6 +234,26 @@ impl Leading {
 
     pub fn pending_syncs(&self) -> usize {
         self.pending_syncs.len()
+    }
+
+    /// A one-line summary for logs and the simulator.
+    pub fn describe(&self) -> String {
+        let links: Vec<String> = self
+            .links
+            .iter()
+            .map(|(id, k)| format!("{id}:sid{}:{:?}:fwd{}", k.sid, k.state, k.forwarding))
+            .collect();
+        format!(
+            "phase={:?} epoch={:?} outstanding={} first={:?} committed={:#x} links={links:?}",
+            self.phase,
+            self.new_epoch,
+            self.outstanding.len(),
+            self.outstanding
+                .iter()
+                .next()
+                .map(|(z, a)| (format!("{z:#x}"), a.clone())),
+            self.committed
+        )
     }
 }
 
@@ -356,7 +376,7 @@ impl Core {
     /// Turn this standalone core into a quorum peer: it starts LOOKING (serving no client)
     /// and session ids carry `my_id` in their top byte.
     pub fn enable_quorum(&mut self, ctx: QuorumCtx) {
-        let now = Instant::now();
+        let now = self.now();
         let mut tracker =
             crate::session::SessionTracker::new(ctx.my_id, self.config.tick_time as u64, now);
         for (id, t) in self.sessions.with_timeouts() {
@@ -381,6 +401,7 @@ impl Core {
             }
             QuorumMsg::Lead => self.start_leading(),
             QuorumMsg::LearnerUp { link, out } => {
+                let now = self.now();
                 if let Role::Leading(l) = &mut self.role {
                     l.links.insert(
                         link,
@@ -391,7 +412,7 @@ impl Core {
                             state: LinkState::New,
                             peer_zxid: 0,
                             peer_epoch: 0,
-                            last_heard: Instant::now(),
+                            last_heard: now,
                             forwarding: false,
                             uptodate_sent: false,
                         },
@@ -448,11 +469,15 @@ impl Core {
             for e in l.not_committed {
                 if e.entry.header.zxid > self.last_zxid {
                     self.apply_logged(&e.entry);
+                    // Part of this server's history now: a DIFF it sends as leader must
+                    // include it.
+                    let data = zab::encode_txn_data(&e.entry, e.digest);
+                    self.remember_commit(e.entry.header.zxid, data);
                 }
             }
         }
         self.released = self.last_zxid;
-        self.looking_since = Instant::now();
+        self.looking_since = self.now();
         self.tell_peer(PeerEvent::RoleEnded {
             why: why.to_owned(),
         });
@@ -468,7 +493,7 @@ impl Core {
 
     /// Periodic duties: the leader pings and checks its quorum; everyone checks deadlines.
     pub(crate) fn quorum_tick(&mut self) {
-        let now = Instant::now();
+        let now = self.now();
         if matches!(self.role, Role::Looking)
             && !self.read_only
             && self.config.read_only_mode_enabled()
@@ -520,7 +545,7 @@ impl Core {
         let Some(q) = &self.quorum else { return };
         let me = q.my_id;
         let accepted = q.accepted_epoch;
-        let deadline = Instant::now() + self.ticks(q.init_limit);
+        let deadline = self.now() + self.ticks(q.init_limit);
         tracing::info!(
             zxid = format_args!("{:#x}", self.last_zxid),
             "LEADING: waiting for a quorum of followers"
@@ -533,7 +558,7 @@ impl Core {
             connecting,
             epoch_acks: BTreeSet::new(),
             newleader_acks: BTreeSet::new(),
-            links: HashMap::new(),
+            links: BTreeMap::new(),
             outstanding: BTreeMap::new(),
             committed: self.last_zxid,
             pending_syncs: Vec::new(),
@@ -561,6 +586,7 @@ impl Core {
     }
 
     fn on_learner_packet(&mut self, link: u64, pkt: QuorumPacket) {
+        let now = self.now();
         let Some(q) = &self.quorum else { return };
         let quorum = q.quorum.clone();
         let Role::Leading(l) = &mut self.role else {
@@ -569,7 +595,7 @@ impl Core {
         let Some(k) = l.links.get_mut(&link) else {
             return;
         };
-        k.last_heard = Instant::now();
+        k.last_heard = now;
         match pkt.ptype {
             ptype::FOLLOWERINFO | ptype::OBSERVERINFO => {
                 let info = LearnerInfo::decode(pkt.data.as_deref().unwrap_or(&[]));
@@ -663,7 +689,7 @@ impl Core {
             }
             ptype::PING => {
                 if let Ok(touches) = zab::decode_touches(pkt.data.as_deref().unwrap_or(&[])) {
-                    let now = Instant::now();
+                    let now = self.now();
                     for (id, _) in touches {
                         self.sessions.touch(id, now);
                     }
@@ -675,7 +701,7 @@ impl Core {
                 else {
                     return;
                 };
-                let valid = self.sessions.touch(session, Instant::now());
+                let valid = self.sessions.touch(session, self.now());
                 tracing::debug!(session = format_args!("{session:#x}"), valid, "revalidated");
                 self.send_to_link(
                     link,
@@ -933,7 +959,7 @@ impl Core {
         // No txn lies between what the log holds and the epoch's opening zxid.
         self.synced = self.synced.max(z);
         // Every session starts a fresh timeout under the new leader.
-        let now = Instant::now();
+        let now = self.now();
         for (id, timeout) in self.sessions.with_timeouts() {
             self.sessions.add_session(id, timeout, now);
         }
@@ -1007,6 +1033,15 @@ impl Core {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(t) = self.commit_trace.as_mut() {
+            for z in &commits {
+                let digest = recent
+                    .get(z)
+                    .and_then(|d| zab::decode_txn_data(d).ok())
+                    .and_then(|e| e.digest.map(|d| d.1));
+                t.push((*z, digest));
+            }
+        }
         let Role::Leading(l) = &mut self.role else {
             return;
         };
@@ -1093,7 +1128,7 @@ impl Core {
                 | OpCode::SetData
                 | OpCode::SetAcl),
             ) => {
-                let live = self.sessions.touch(session, Instant::now());
+                let live = self.sessions.touch(session, self.now());
                 let decoded = WriteRequest::decode(op, &mut r);
                 self.write_as(session, cxid, &ids, |p| {
                     if !live {
@@ -1106,7 +1141,7 @@ impl Core {
                 });
             }
             Some(OpCode::Multi) => {
-                let live = self.sessions.touch(session, Instant::now());
+                let live = self.sessions.touch(session, self.now());
                 let decoded = WriteRequest::decode_multi(&mut r);
                 self.write_as(session, cxid, &ids, |p| {
                     if !live {
@@ -1255,7 +1290,7 @@ impl Core {
                         if let Some(e) = l.not_committed.pop_front() {
                             let data = zab::encode_txn_data(&e.entry, e.digest);
                             self.remember_commit(pkt.zxid, data);
-                            self.commit_here(&e.entry);
+                            self.commit_here(&e.entry, e.digest);
                         }
                     }
                     _ if pkt.zxid <= self.last_zxid => {}
@@ -1285,7 +1320,7 @@ impl Core {
                 ));
                 let data = zab::encode_txn_data(&e.entry, e.digest);
                 self.remember_commit(zxid, data);
-                self.commit_here(&e.entry);
+                self.commit_here(&e.entry, e.digest);
             }
             ptype::NEWLEADER if l.phase == LearnPhase::Syncing => {
                 let epoch = l.new_epoch;
@@ -1404,7 +1439,7 @@ impl Core {
         tree.set_extended_types(self.config.extended_types_enabled());
         self.tree = tree;
         self.watches = crate::watch::WatchManager::new();
-        let now = Instant::now();
+        let now = self.now();
         let mut tracker = crate::session::SessionTracker::new(
             self.quorum.as_ref().map(|q| q.my_id).unwrap_or(1),
             self.config.tick_time as u64,
@@ -1420,6 +1455,10 @@ impl Core {
         }
         self.last_zxid = zxid;
         self.released = zxid;
+        if let Some(q) = self.quorum.as_mut() {
+            // Txns remembered for DIFF belong to the history the snapshot replaced.
+            q.committed_log.clear();
+        }
         if let Role::Learning(l) = &mut self.role {
             l.last_logged = zxid;
         }
@@ -1444,14 +1483,16 @@ impl Core {
     }
 
     fn restart_log(&mut self, zxid: i64) -> std::io::Result<()> {
-        self.log = LogWriter::start(
-            LogSettings {
-                dir: version_dir(&self.config.data_log_dir),
-                prealloc: self.config.pre_alloc_size_kb.saturating_mul(1024),
-                force_sync: self.config.force_sync,
-            },
-            zxid,
-        )?;
+        let settings = LogSettings {
+            dir: version_dir(&self.config.data_log_dir),
+            prealloc: self.config.pre_alloc_size_kb.saturating_mul(1024),
+            force_sync: self.config.force_sync,
+        };
+        self.log = if self.log.is_inline() {
+            LogWriter::start_inline(settings, zxid)?
+        } else {
+            LogWriter::start(settings, zxid)?
+        };
         self.synced = zxid;
         self.synced_changed = true;
         Ok(())
@@ -1475,7 +1516,7 @@ impl Core {
         self.tree
             .set_extended_types(self.config.extended_types_enabled());
         self.watches = crate::watch::WatchManager::new();
-        let now = Instant::now();
+        let now = self.now();
         let mut tracker = crate::session::SessionTracker::new(
             self.quorum.as_ref().map(|q| q.my_id).unwrap_or(1),
             self.config.tick_time as u64,
@@ -1498,8 +1539,23 @@ impl Core {
     }
 
     /// Apply a committed txn on a learner and answer the local client that asked for it.
-    fn commit_here(&mut self, entry: &TxnEntry) {
+    fn commit_here(&mut self, entry: &TxnEntry, stated: Option<(i32, i64)>) {
         let result = self.apply_logged(entry);
+        let computed = self.tree.digest() as i64;
+        if let Some((_, d)) = stated {
+            if d != computed && self.config.digest_enabled() {
+                // Java logs this and counts it; so do we. The simulator fails on it.
+                tracing::error!(
+                    zxid = format_args!("{:#x}", entry.header.zxid),
+                    leader = d,
+                    ours = computed,
+                    "digest mismatch after applying a committed txn"
+                );
+            }
+        }
+        if let Some(t) = self.commit_trace.as_mut() {
+            t.push((entry.header.zxid, Some(computed)));
+        }
         self.released = self.last_zxid;
         let session = entry.header.client_id;
         let zxid = entry.header.zxid;
