@@ -21,6 +21,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "--- Rust unit and integration tests"
 cargo test --quiet 2>&1 | tee /tmp/ferrokeeper-cargo-test.log
 
+echo "--- deterministic simulation of the ensemble (release build, thousands of seeds)"
+# FLE alone (fle_sim) and the real core's Zab under crashes, partitions and message faults
+# (server::core::sim). A failing seed prints the one-line command that replays it.
+FK_FLE_SEEDS=${FK_FLE_SEEDS:-20000} FK_ZAB_SEEDS=${FK_ZAB_SEEDS:-2000} \
+  cargo test --release --quiet --lib -- quorum::fle server::core::sim
+
 echo "--- release build"
 cargo build --release --quiet
 

@@ -310,8 +310,24 @@ fn monitor(core: &Core, s: &mut String) {
     kv("connection_drop_probability", "0.0".into());
     kv("auth_failed_count", st.auth_failed.to_string());
     kv("outstanding_tls_handshake", "0".into());
+    use crate::server::core::Role;
+    if let Some(q) = &core.quorum {
+        kv("quorum_size", q.quorum.voters().len().to_string());
+        let zab = if core.role.serving() {
+            "broadcast"
+        } else {
+            "synchronization"
+        };
+        let state = match &core.role {
+            Role::Leading(_) => format!("leading - {zab}"),
+            Role::Learning(l) if l.observer => format!("observing - {zab}"),
+            Role::Learning(_) => format!("following - {zab}"),
+            _ => "looking - election".to_owned(),
+        };
+        kv("peer_state", state);
+    }
     match &core.role {
-        crate::server::core::Role::Leading(l) => {
+        Role::Leading(l) => {
             let (followers, synced, observers) = l.counts();
             kv("learners", (followers + observers).to_string());
             kv("synced_followers", synced.to_string());
@@ -319,7 +335,10 @@ fn monitor(core: &Core, s: &mut String) {
             kv("synced_observers", observers.to_string());
             kv("pending_syncs", l.pending_syncs().to_string());
         }
-        crate::server::core::Role::Learning(_) => {}
+        Role::Learning(l) if l.observer => {
+            kv("observer_master_id", l.leader.to_string());
+        }
+        Role::Learning(_) => kv("synced_observers", "0".into()),
         _ => {}
     }
     kv("non_mtls_remote_conn_count", "0".into());

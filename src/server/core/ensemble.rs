@@ -386,6 +386,18 @@ impl Core {
         self.quorum = Some(ctx);
         self.role = Role::Looking;
         self.looking_since = now;
+        self.init_config_node();
+    }
+
+    /// `/zookeeper/config` holds the ensemble's config text, version −1, as Java's
+    /// `initConfigInZKDatabase` leaves it (at start and after every sync that replaced the
+    /// tree). The node is outside the digest.
+    fn init_config_node(&mut self) {
+        let Some(q) = &self.quorum else { return };
+        let text = Bytes::from(q.config_text.clone().into_bytes());
+        let _ = self
+            .tree
+            .set_data("/zookeeper/config", Some(text), -1, 0, super::now_ms());
     }
 
     /// The last zxid applied (for epoch checks at start-up).
@@ -1459,6 +1471,7 @@ impl Core {
             // Txns remembered for DIFF belong to the history the snapshot replaced.
             q.committed_log.clear();
         }
+        self.init_config_node();
         if let Role::Learning(l) = &mut self.role {
             l.last_logged = zxid;
         }
@@ -1531,6 +1544,7 @@ impl Core {
         if let Some(q) = self.quorum.as_mut() {
             q.committed_log.clear();
         }
+        self.init_config_node();
         self.restart_log(restored.zxid).map_err(|e| e.to_string())?;
         if let Role::Learning(l) = &mut self.role {
             l.last_logged = restored.zxid;

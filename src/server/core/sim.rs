@@ -128,7 +128,7 @@ struct Sim {
 
 fn config_for(dir: &std::path::Path, sid: i64, n: usize) -> Arc<ServerConfig> {
     let mut text = format!(
-        "tickTime={TICK_MS}\ninitLimit={INIT_LIMIT}\nsyncLimit={SYNC_LIMIT}\ndataDir={}\nclientPort={}\nsnapCount=1000000000\nminSessionTimeout=400\nmaxSessionTimeout={SESSION_MS}\n",
+        "tickTime={TICK_MS}\ninitLimit={INIT_LIMIT}\nsyncLimit={SYNC_LIMIT}\ndataDir={}\nclientPort={}\nsnapCount=1000000000\npreAllocSize=16\nminSessionTimeout=400\nmaxSessionTimeout={SESSION_MS}\n",
         dir.display(),
         30000 + sid
     );
@@ -850,7 +850,7 @@ impl Sim {
                 }
                 .encode(&mut w);
                 c.outstanding = Some((c.xid, path, now));
-                c.next_op = now + 5;
+                c.next_op = now + 20 + (c.n % 7) * 5;
                 let (xid, conn, node) = (
                     c.xid,
                     c.conn.as_ref().map(|x| x.1),
@@ -1039,6 +1039,11 @@ fn run_seed(seed: u64) -> usize {
         panic!(
             "Zab simulation seed {seed} failed: {why}\nreplay: FK_ZAB_SEED={seed} cargo test --lib server::core::sim"
         );
+    }
+    if trace() {
+        for l in &sim.log {
+            eprintln!("{l}");
+        }
     }
     sim.acked.len()
 }
