@@ -278,7 +278,12 @@ async fn lead(s: &PeerSettings, core: &mpsc::Sender<QuorumMsg>) -> Option<Vec<Jo
             let (r, w) = sock.into_split();
             links.push(tokio::spawn(writer(w, out_rx)));
             let core2 = core.clone();
-            let limit = settings.tick * (settings.init_limit + settings.sync_limit).max(2);
+            let limit = settings.tick.saturating_mul(
+                settings
+                    .init_limit
+                    .saturating_add(settings.sync_limit)
+                    .max(2),
+            );
             let max = settings.max_packet;
             links.push(tokio::spawn(async move {
                 let mut r = BufReader::with_capacity(64 * 1024, r);
@@ -346,7 +351,7 @@ async fn follow(
     observer: bool,
 ) -> Option<Vec<JoinHandle<()>>> {
     let addr = s.verifier.quorum_addr(leader)?;
-    let give_up = Instant::now() + s.tick * s.init_limit.max(1);
+    let give_up = Instant::now() + s.tick.saturating_mul(s.init_limit.max(1));
     let sock = loop {
         match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
             Ok(Ok(sock)) => break sock,
@@ -373,8 +378,8 @@ async fn follow(
     let (r, w) = sock.into_split();
     let wtask = tokio::spawn(writer(w, out_rx));
     let core = core.clone();
-    let init = s.tick * s.init_limit.max(1);
-    let sync = s.tick * s.sync_limit.max(1);
+    let init = s.tick.saturating_mul(s.init_limit.max(1));
+    let sync = s.tick.saturating_mul(s.sync_limit.max(1));
     let max = s.max_packet;
     let extended = s.extended_types;
     let rtask = tokio::spawn(async move {

@@ -374,8 +374,9 @@ impl Core {
                 .next_expiry()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             // Backpressure: stop taking requests while too much waits for the disk.
-            let accepting =
-                self.last_zxid - self.synced < MAX_UNSYNCED && self.held.len() < MAX_HELD;
+            let accepting = self.last_zxid - self.synced < MAX_UNSYNCED
+                && self.held.len() < MAX_HELD
+                && !self.draining_for_sync();
             let walking = self.snapshots.walking();
             let owns_sessions = match &self.role {
                 Role::Standalone => true,

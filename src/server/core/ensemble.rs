@@ -351,7 +351,7 @@ impl Core {
     fn ticks(&self, n: u32) -> Duration {
         self.quorum
             .as_ref()
-            .map(|q| q.tick * n.max(1))
+            .map(|q| q.tick.saturating_mul(n.max(1)))
             .unwrap_or(Duration::from_secs(10))
     }
 
@@ -398,6 +398,13 @@ impl Core {
         let _ = self
             .tree
             .set_data("/zookeeper/config", Some(text), -1, 0, super::now_ms());
+    }
+
+    /// A learner waits to be synced, which happens when no proposal is in flight: the core
+    /// stops taking new client requests until the pipeline drains (one round trip).
+    pub(crate) fn draining_for_sync(&self) -> bool {
+        matches!(&self.role, Role::Leading(l)
+            if l.links.values().any(|k| k.state == LinkState::WantsSync))
     }
 
     /// The last zxid applied (for epoch checks at start-up).
