@@ -53,6 +53,13 @@ if [ $# -eq 0 ]; then
     failed=$((failed + 1))
     failures+=("differential")
   fi
+  log "=== network partitions (one netns per server; ferrokeeper ensemble)"
+  if timeout 600 bash ensemble/partition.sh; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("partition")
+  fi
   log "=== dataDir migration (Java 3.9 / 3.8 <-> ferrokeeper)"
   if timeout 900 bash durability/run.sh; then
     passed=$((passed + 1))

@@ -295,8 +295,6 @@ pub struct ServerConfig {
 const NOT_YET: &[&str] = &[
     "secureClientPort",
     "secureClientPortAddress",
-    "localSessionsEnabled",
-    "localSessionsUpgradingEnabled",
     "connectToLearnerMasterLimit",
     "observerMasterPort",
     "multiAddress.enabled",
@@ -1124,6 +1122,12 @@ impl ServerConfig {
         self.props.num("znode.container.maxNeverUsedIntervalMs", 0)
     }
     /// `readonlymode.enabled`: serve reads when out of quorum.
+    /// `localSessionsEnabled`: other servers may run local sessions, whose writes a leader
+    /// accepts without knowing the session (ferrokeeper's own sessions are always global).
+    pub fn local_sessions_enabled(&self) -> bool {
+        self.props.bool("zookeeper.localSessionsEnabled", false)
+    }
+
     pub fn read_only_mode_enabled(&self) -> bool {
         self.props.bool("readonlymode.enabled", false)
     }

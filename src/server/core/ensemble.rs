@@ -1118,6 +1118,10 @@ impl Core {
         let cxid = req.cxid;
         let op = OpCode::from_i32(req.op);
         let mut r = Reader::new(&req.body);
+        // Java's LeaderSessionTracker: with local sessions on, a session another server
+        // created locally is unknown here and still valid.
+        let my_id = self.quorum.as_ref().map(|q| q.my_id).unwrap_or(0);
+        let foreign_local = self.config.local_sessions_enabled() && (session >> 56) != my_id;
         match op {
             Some(OpCode::CreateSession) => {
                 let timeout = r.read_i32().unwrap_or(self.config.min_session_timeout);
@@ -1147,7 +1151,7 @@ impl Core {
                 | OpCode::SetData
                 | OpCode::SetAcl),
             ) => {
-                let live = self.sessions.touch(session, self.now());
+                let live = self.sessions.touch(session, self.now()) || foreign_local;
                 let decoded = WriteRequest::decode(op, &mut r);
                 self.write_as(session, cxid, &ids, |p| {
                     if !live {
@@ -1160,7 +1164,7 @@ impl Core {
                 });
             }
             Some(OpCode::Multi) => {
-                let live = self.sessions.touch(session, self.now());
+                let live = self.sessions.touch(session, self.now()) || foreign_local;
                 let decoded = WriteRequest::decode_multi(&mut r);
                 self.write_as(session, cxid, &ids, |p| {
                     if !live {
