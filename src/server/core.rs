@@ -191,6 +191,9 @@ pub struct Core {
     /// When this server last started LOOKING.
     looking_since: Instant,
     clock: Clock,
+    /// Java's digest log: (zxid, tree digest) for every applied zxid divisible by 128, the
+    /// last 1024 of them; what `hash` prints.
+    pub(crate) digest_log: VecDeque<(i64, i64)>,
     /// Every commit as (zxid, tree digest after it), when the simulator asks for it.
     pub(crate) commit_trace: Option<Vec<(i64, Option<i64>)>>,
     snapshots: Snapshotter,
@@ -330,6 +333,7 @@ impl Core {
             looking_since: now,
             clock: Clock::Real,
             commit_trace: None,
+            digest_log: VecDeque::new(),
             snapshots,
             txns_since_snapshot: 0,
             snapshot_after,
@@ -996,6 +1000,14 @@ impl Core {
             .config
             .digest_enabled()
             .then(|| (DIGEST_VERSION, self.tree.digest() as i64));
+        if let Some((_, d)) = digest {
+            if entry.header.zxid % 128 == 0 {
+                self.digest_log.push_back((entry.header.zxid, d));
+                if self.digest_log.len() > 1024 {
+                    self.digest_log.pop_front();
+                }
+            }
+        }
         self.deliver(&fired, entry.header.zxid);
         (result, digest)
     }

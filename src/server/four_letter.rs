@@ -201,7 +201,11 @@ pub fn run(core: &mut Core, word: &str) -> String {
             s.push_str("Connections dump:\n");
         }
         "mntr" => monitor(core, &mut s),
-        "hash" => {}
+        "hash" => {
+            for (zxid, digest) in &core.digest_log {
+                let _ = writeln!(s, "{zxid:x}: {digest}");
+            }
+        }
         _ => {}
     }
     s
