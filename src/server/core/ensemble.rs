@@ -872,15 +872,40 @@ impl Core {
     fn sync_learner(&mut self, link: u64, epoch: i64) {
         let Some(q) = &self.quorum else { return };
         let config_text = q.config_text.clone();
-        let log: Vec<(i64, Bytes)> = q.committed_log.iter().cloned().collect();
+        let mut log: Vec<(i64, Bytes)> = q.committed_log.iter().cloned().collect();
         let last = self.last_zxid;
+        let peer = match &self.role {
+            Role::Leading(l) => match l.links.get(&link) {
+                Some(k) => k.peer_zxid,
+                None => return,
+            },
+            _ => return,
+        };
+        // A learner further behind than the txns kept in memory: read the gap from the txn
+        // log on disk when that is much smaller than a snapshot (Java's snapshotSizeFactor).
+        let first = log.first().map(|e| e.0).unwrap_or(last);
+        if peer > 0 && peer < first {
+            // With txns in memory, the disk must reach the first of them (proving there is
+            // no gap); without, it must reach the last txn applied.
+            let until = match log.first() {
+                Some(e) => Some(e.0),
+                None if last & 0xffff_ffff != 0 => Some(last),
+                None => None,
+            };
+            if let Some(mut older) = self.disk_history(peer, until) {
+                if !log.is_empty() {
+                    older.pop();
+                }
+                older.append(&mut log);
+                log = older;
+            }
+        }
         let Role::Leading(l) = &mut self.role else {
             return;
         };
         let Some(k) = l.links.get_mut(&link) else {
             return;
         };
-        let peer = k.peer_zxid;
         let sid = k.sid;
         let min = log.first().map(|e| e.0).unwrap_or(last);
         let max = log.last().map(|e| e.0).unwrap_or(last);
@@ -963,6 +988,45 @@ impl Core {
         for p in packets {
             self.send_to_link(link, p);
         }
+    }
+
+    /// The logged txns with zxid in `[from, until]` (to the end of the log if `until` is
+    /// None), as PROPOSAL data, if the log on disk holds both ends and the range is smaller
+    /// than a third of the tree.
+    fn disk_history(&self, from: i64, until: Option<i64>) -> Option<Vec<(i64, Bytes)>> {
+        let budget = (self.tree.approximate_data_size() / 3).max(1 << 20) as usize;
+        let dir = version_dir(&self.config.data_log_dir);
+        let logs = crate::persist::files::list(&dir, "log").ok()?;
+        let start = logs.iter().rposition(|(z, _)| *z <= from)?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (_, path) in &logs[start..] {
+            let raw = std::fs::read(path).ok()?;
+            let (entries, _) = crate::persist::txnlog::read_log(&raw).ok()?;
+            for e in entries {
+                let z = e.entry.header.zxid;
+                if z < from {
+                    continue;
+                }
+                if until.is_some_and(|u| z > u) {
+                    break;
+                }
+                let data = zab::encode_txn_data(&e.entry, e.digest);
+                bytes += data.len();
+                if bytes > budget {
+                    return None;
+                }
+                out.push((z, data));
+            }
+        }
+        // Only useful if it starts at the learner's own last txn and reaches the first txn
+        // kept in memory (which proves there is no gap between the two).
+        if out.first().map(|e| e.0) != Some(from)
+            || until.is_some_and(|u| out.last().map(|e| e.0) != Some(u))
+        {
+            return None;
+        }
+        Some(out)
     }
 
     /// A quorum acked NEWLEADER: start serving clients in the new epoch.
