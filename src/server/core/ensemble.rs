@@ -1192,9 +1192,9 @@ impl Core {
                 self.write_as(session, cxid, &ids, |_| Ok(Txn::CreateSession { timeout }));
             }
             Some(OpCode::CloseSession) => {
-                if self.sessions.exists(session) {
-                    self.write_as(session, cxid, &ids, |p| Ok(p.close_session()));
-                }
+                // Always a txn, even for a session already gone: the learner answers its
+                // client when it commits.
+                self.write_as(session, cxid, &ids, |p| Ok(p.close_session()));
             }
             Some(OpCode::Sync) => {
                 let Role::Leading(l) = &mut self.role else {

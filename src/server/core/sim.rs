@@ -118,6 +118,8 @@ struct Sim {
     acked: BTreeSet<String>,
     /// No new client writes (the final convergence phase).
     quiet: bool,
+    /// Sessions their clients closed (acknowledged).
+    closed_sessions: BTreeSet<i64>,
     /// zxid → digest after the txn committed, across all servers and the whole run.
     commits: BTreeMap<i64, Option<i64>>,
     /// epoch → the server that established leadership in it.
@@ -204,6 +206,7 @@ impl Sim {
             next_conn: 1,
             acked: BTreeSet::new(),
             quiet: false,
+            closed_sessions: BTreeSet::new(),
             commits: BTreeMap::new(),
             leaders: BTreeMap::new(),
             _dirs: dirs,
@@ -814,8 +817,15 @@ impl Sim {
                 }
                 if let Some((xid, path, _)) = c.outstanding.take() {
                     assert_eq!(xid, h.xid, "replies out of order");
-                    if h.err == 0 {
+                    let is_close = path.is_empty();
+                    if h.err == 0 && path.starts_with("/c") {
                         self.acked.insert(path);
+                    }
+                    if is_close && h.err == 0 {
+                        // closeSession acknowledged: its ephemerals must be gone everywhere.
+                        self.closed_sessions.insert(c.session);
+                        c.session = 0;
+                        closed = true;
                     }
                 }
             }
@@ -840,15 +850,25 @@ impl Sim {
             if c.connected && c.outstanding.is_none() && now >= c.next_op && !self.quiet {
                 c.xid += 1;
                 c.n += 1;
-                let path = format!("/c{}-{}", c.id, c.n);
+                // Mostly persistent creates; every 10th an ephemeral (its session's lifetime
+                // is checked at the end); every 97th the client closes its session.
+                let (op, path) = if c.n % 97 == 0 {
+                    (OpCode::CloseSession, String::new())
+                } else if c.n % 10 == 0 {
+                    (OpCode::Create, format!("/e{}-{}", c.id, c.n))
+                } else {
+                    (OpCode::Create, format!("/c{}-{}", c.id, c.n))
+                };
                 let mut w = Writer::new();
-                CreateRequest {
-                    path: path.clone(),
-                    data: Some(vec![c.id as u8; 8]),
-                    acl: Acl::open_unsafe(),
-                    flags: 0,
+                if op == OpCode::Create {
+                    CreateRequest {
+                        path: path.clone(),
+                        data: Some(vec![c.id as u8; 8]),
+                        acl: Acl::open_unsafe(),
+                        flags: if path.starts_with("/e") { 1 } else { 0 },
+                    }
+                    .encode(&mut w);
                 }
-                .encode(&mut w);
                 c.outstanding = Some((c.xid, path, now));
                 c.next_op = now + 20 + (c.n % 7) * 5;
                 let (xid, conn, node) = (
@@ -861,7 +881,7 @@ impl Sim {
                         core.handle(CoreMsg::Packet {
                             conn,
                             xid,
-                            op: OpCode::Create as i32,
+                            op: op as i32,
                             body: w.into_bytes(),
                             received: Instant::now(),
                         });
@@ -1021,6 +1041,19 @@ fn run_seed(seed: u64) -> usize {
                 assert!(
                     c.tree.node(p).is_some(),
                     "server {} lost acknowledged write {p}",
+                    node.sid
+                );
+            }
+            // Every ephemeral belongs to a live session, and none to a closed one.
+            for (owner, paths) in c.tree.sessions_with_ephemerals() {
+                assert!(
+                    !sim.closed_sessions.contains(&owner),
+                    "server {} keeps ephemerals {paths:?} of closed session {owner:#x}",
+                    node.sid
+                );
+                assert!(
+                    c.sessions.exists(owner),
+                    "server {} keeps ephemerals {paths:?} of unknown session {owner:#x}",
                     node.sid
                 );
             }
