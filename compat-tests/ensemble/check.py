@@ -22,6 +22,14 @@
       times of /zookeeper/config may differ, as they do between Java members). Retried up to 3
       times (1 s apart) so sessions that are still closing do not count as divergence.
 
+  check.py curator-verify --hosts H1,H2,.. --creates FILE --increments FILE
+      The Curator load's (curator-load/, ferrokeeper.CuratorLoad) acknowledgements, on EACH host
+      alone after sync(): every acknowledged create (FILE: one path a line) is a child of
+      /curator-load with its client's data ("c<k> ..."); the acknowledged increments (FILE: "value
+      client [confirmed]" lines) are exactly 1..N, no gap, no duplicate (mutual exclusion held);
+      /curator-counter holds N (the highest acknowledged increment) at version N (one setData per
+      increment, no unacknowledged one).
+
   check.py rw --via H --check H1,H2,.. [--count N] [--tag T]
       Through a client connected ONLY to H: create N nodes /rw/T-<i>, read each back on the same
       connection; then on each --check host alone: sync() and read every one back.
@@ -358,6 +366,94 @@ def cmd_verify(a):
 
 
 # ---------------------------------------------------------------------------------------------
+# curator-verify
+
+
+def cmd_curator_verify(a):
+    hosts = a.hosts.split(",")
+    problems = []
+    with open(a.creates, encoding="utf-8") as f:
+        creates = [line.strip() for line in f if line.strip()]
+    values = []
+    by_value = {}
+    with open(a.increments, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            v = int(parts[0])
+            values.append(v)
+            by_value.setdefault(v, []).append(" ".join(parts[1:]))
+    # The acknowledgements themselves (independent of the servers).
+    dup_creates = len(creates) - len(set(creates))
+    if dup_creates:
+        problems.append("%d creates acknowledged twice" % dup_creates)
+    n = max(values) if values else 0
+    dups = sorted(v for v, who in by_value.items() if len(who) > 1)
+    gaps = sorted(set(range(1, n + 1)) - set(values))
+    if dups:
+        problems.append("increments acknowledged more than once (two lock holders?): %s"
+                        % "; ".join("%d by %s" % (v, ", ".join(by_value[v])) for v in dups[:10]))
+    if gaps:
+        problems.append("%d values below the highest acknowledged increment %d never acknowledged: %s"
+                        % (len(gaps), n, " ".join(map(str, gaps[:20]))))
+    if [v for v in values if v < 1]:
+        problems.append("acknowledged increments below 1")
+    if not creates:
+        problems.append("no acknowledged Curator creates")
+    if not values:
+        problems.append("no acknowledged Curator increments")
+    for h in hosts:
+        try:
+            zk = connect_one(h)
+        except Exception as e:  # noqa: BLE001
+            print("curator-verify: cannot connect to %s: %r" % (h, e))
+            return 2
+        try:
+            kids = set(zk.get_children("/curator-load"))
+            present = [p for p in creates if p.rsplit("/", 1)[1] in kids]
+            missing = [p for p in creates if p.rsplit("/", 1)[1] not in kids]
+            wrong = []
+            for i in range(0, len(present), 500):
+                batch = present[i:i + 500]
+                for p, r in zip(batch, gather([zk.get_async(p) for p in batch])):
+                    want = p.rsplit("/", 1)[1].rsplit("-", 1)[0] + " "
+                    if isinstance(r, Exception):
+                        wrong.append("%s: %r" % (p, r))
+                    elif not r[0].decode("utf-8", "replace").startswith(want):
+                        wrong.append("%s: data %r, not of client %s" % (p, r[0][:60], want.strip()))
+            data, stat = zk.get("/curator-counter")
+            value = int(data.decode())
+        except Exception as e:  # noqa: BLE001
+            problems.append("%s: %r" % (h, e))
+            continue
+        finally:
+            stop(zk)
+        print("curator-verify %s: %d/%d acknowledged creates present (%d children of /curator-load), "
+              "counter %d at version %d, highest acknowledged increment %d"
+              % (h, len(present), len(creates), len(kids), value, stat.version, n))
+        for p in missing[:10]:
+            problems.append("%s: LOST acknowledged Curator create %s" % (h, p))
+        if len(missing) > 10:
+            problems.append("%s: ... %d acknowledged Curator creates lost in all" % (h, len(missing)))
+        problems += ["%s: %s" % (h, w) for w in wrong[:10]]
+        if value != n:
+            problems.append("%s: /curator-counter is %d, the highest acknowledged increment is %d"
+                            % (h, value, n))
+        if stat.version != value:
+            problems.append("%s: /curator-counter is %d at version %d (want one setData per "
+                            "increment: version == value)" % (h, value, stat.version))
+    for p in problems:
+        print("  PROBLEM %s" % p)
+    print("curator-verify: %d acknowledged creates, increments 1..%d (%d acknowledged, %d confirmed "
+          "by reading back) checked on %d servers: %s"
+          % (len(creates), n, len(values),
+             sum(1 for who in by_value.values() for w in who if w.endswith("confirmed")),
+             len(hosts), "OK" if not problems else "%d problems" % len(problems)))
+    return 1 if problems else 0
+
+
+# ---------------------------------------------------------------------------------------------
 # same
 
 
@@ -511,6 +607,10 @@ def main():
     p.add_argument("--acked", required=True)
     p = sub.add_parser("same")
     p.add_argument("--hosts", required=True)
+    p = sub.add_parser("curator-verify")
+    p.add_argument("--hosts", required=True)
+    p.add_argument("--creates", required=True)
+    p.add_argument("--increments", required=True)
     p = sub.add_parser("rw")
     p.add_argument("--via", required=True)
     p.add_argument("--check", default="")
@@ -518,7 +618,8 @@ def main():
     p.add_argument("--tag", default="rw")
     a = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)  # Kazoo's reconnect chatter is expected here
-    return {"load": cmd_load, "verify": cmd_verify, "same": cmd_same, "rw": cmd_rw}[a.cmd](a)
+    return {"load": cmd_load, "verify": cmd_verify, "same": cmd_same, "rw": cmd_rw,
+            "curator-verify": cmd_curator_verify}[a.cmd](a)
 
 
 if __name__ == "__main__":

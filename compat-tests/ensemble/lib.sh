@@ -26,6 +26,8 @@
 #   ens_show_logs [LINES]                # tails of every member's server.log
 #   ens_py_setup                         # once: the Kazoo virtualenv of compat-tests/kazoo
 #   ens_py ARGS...                       # check.py (see its --help) in that virtualenv
+#   ens_curator_setup                    # once: the Curator load client (curator-load/, Maven)
+#   ens_curator_load ARGS...             # java ferrokeeper.CuratorLoad ARGS (see its javadoc)
 #
 # Kinds: "java" = org.apache.zookeeper.server.quorum.QuorumPeerMain (Maven 3.9.5 jars, same
 # classpath and -D flags as start_java_zk in lib/common.sh, heap $ENS_JAVA_HEAP, default 256m;
@@ -350,3 +352,36 @@ ens_py_setup() {
 }
 
 ens_py() { "${ENS_PY[@]}" "$ENS_LIB_DIR/check.py" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Curator load client: the Maven project curator-load/ (Curator 5.9 + the ZooKeeper 3.9.5 Java
+# client from Maven Central), compiled into compat-tests/.cache/curator-load/target/classes with
+# its runtime jars copied to compat-tests/.cache/curator-load/lib. Rebuilt when the sha256 of its
+# pom and sources changes (stamp file .complete holds it).
+
+ENS_CURATOR_DIR="$CACHE_DIR/curator-load"
+
+ens_curator_stamp() {
+  (cd "$ENS_LIB_DIR/curator-load" && find pom.xml src -type f | LC_ALL=C sort | xargs sha256sum) \
+    | sha256sum | cut -d' ' -f1
+}
+
+ens_curator_setup() {
+  local stamp
+  stamp=$(ens_curator_stamp)
+  if [ "$(cat "$ENS_CURATOR_DIR/.complete" 2>/dev/null)" = "$stamp" ]; then return 0; fi
+  command -v mvn >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven; } >&2
+  log "building the Curator load client (compat-tests/ensemble/curator-load, Maven)"
+  rm -rf "$ENS_CURATOR_DIR"
+  mkdir -p "$ENS_CURATOR_DIR"
+  mvn -q -B -ntp -Dstyle.color=never -f "$ENS_LIB_DIR/curator-load/pom.xml" -Dfk.out="$ENS_CURATOR_DIR/target" \
+      compile dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$ENS_CURATOR_DIR/lib" >&2 || return 1
+  echo "$stamp" > "$ENS_CURATOR_DIR/.complete"
+}
+
+ens_curator_cp() { printf '%s:%s/*' "$ENS_CURATOR_DIR/target/classes" "$ENS_CURATOR_DIR/lib"; }
+
+ens_curator_load() { # (run.sh starts java itself, to own its pid)
+  java -Xmx"${ENS_CURATOR_HEAP:-256m}" -XX:+UseSerialGC -cp "$(ens_curator_cp)" ferrokeeper.CuratorLoad "$@"
+}

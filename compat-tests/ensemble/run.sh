@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Ensemble suite: real server processes forming ZooKeeper ensembles on 127.0.0.1 (Fast Leader
 # Election + Zab), any mix of Java ZooKeeper 3.9.5 and ferrokeeper members, driven by Kazoo
-# clients (check.py) under write load while members are killed, restarted and replaced.
+# clients (check.py) and Curator clients (curator-load/) under write load while members are
+# killed, restarted and replaced.
 #
 #   compat-tests/ensemble/run.sh                        the CI list (CI_SCENARIOS below)
 #   compat-tests/ensemble/run.sh SCENARIO [ARGS] [SCENARIO [ARGS]...]
 #   compat-tests/ensemble/run.sh selftest               every scenario with Java members only
 #   compat-tests/ensemble/run.sh PORT                   as run-all.sh calls every suite (the port
 #       of its standalone server is not used): the CI list when ZK_FLAVOR=java, FK_CI_SCENARIOS
-#       when ZK_FLAVOR=ferrokeeper (empty - skipped - until ferrokeeper forms ensembles)
+#       when ZK_FLAVOR=ferrokeeper (about 4 minutes on a 2-core machine)
 #
 # KINDS is one word per member, in server id order: java (QuorumPeerMain) or fk (ferrokeeper),
 # e.g. "java fk java". Quote it. FK_AS_JAVA=1 starts Java wherever fk is asked for, to dry-run
-# the scripting while ferrokeeper cannot form ensembles.
+# the scripting (the scenario label then says {FK_AS_JAVA}).
 #
 # Scenarios and what each proves:
 #   java3
@@ -47,9 +48,37 @@
 #       java3; leader_kill 2 "java java java"; leader_kill 1 (5 Java); mixed "java java java";
 #       rolling java java; observer "java java java java": the harness against Java alone.
 #
+# The load, in every scenario that has one (start_load .. finish_load), is two programs in parallel:
+#   Kazoo (check.py load): one client per member, sequential creates /load/w<k>-<seq>, each
+#       acknowledged write recorded; at the end every one must be on every member (verify).
+#   Curator (curator-load/, ferrokeeper.CuratorLoad, one JVM): 3 CuratorFramework clients (own
+#       sessions; the full connect string rotated so client k starts on member k; session timeout
+#       10 s; ExponentialBackoffRetry), each (a) creating /curator-load/c<k>-<seq> (paced to
+#       ENSEMBLE_CURATOR_CREATE_RATE a second), every acknowledged path recorded, (b) incrementing
+#       /curator-counter under one InterProcessMutex on /curator-lock (getData, +1, setData with
+#       the version read), every acknowledged value recorded, (c) in a LeaderLatch on
+#       /curator-latch. It fails (curator-load-clean) on a LOST connection state (session
+#       expired), a setData that found the counter changed under its lock, an unexpected error,
+#       or not exactly one latch leader at the end. Then, on EVERY member alone (check.py
+#       curator-verify, curator-acked-durable): every acknowledged create is there, the
+#       acknowledged increments are exactly 1..N (no gap, no duplicate: mutual exclusion held
+#       across the leader changes) and /curator-counter holds N at version N.
+#   Curator and its ZooKeeper 3.9.5 client come from Maven Central: lib.sh ens_curator_setup
+#   compiles curator-load/ with Maven into compat-tests/.cache/curator-load (once; again when its
+#   pom or sources change). ENSEMBLE_CURATOR=0 runs the Kazoo load alone.
+#
+# Timings: every kill -9 of a leader is timed until another member answers srvr as leader (polled
+# every 50 ms; Java members' own "LEADER ELECTION TOOK" is quoted next to it); each scenario
+# prints a TIME line with them, and the run ends with a table per scenario and per kind of new
+# leader (min/median/max).
+#
 # Check lines: `PASS name (details)` / `FAIL name` + indented details; per-scenario timings
 # (`TIME ...`) and a summary at the end. Exit status non-zero if anything failed. On a failure
 # the tails of the members' server logs are printed.
+#
+# Environment: ENSEMBLE_LOAD_SECS (minimum load per scenario, 10), ENSEMBLE_MIN_ACKS (100, per
+# load), ENSEMBLE_MIN_INCREMENTS (10), ENSEMBLE_CURATOR (1), ENSEMBLE_CURATOR_CLIENTS (3),
+# ENSEMBLE_CURATOR_CREATE_RATE (creates/s per Curator client, 200; 0 = as fast as acknowledged).
 #
 # Ports 127.0.0.1:24000-24999 only (scenario k of a run uses block 24000+100*((k-1)%9):
 # client +1..+19, quorum +21..+39, election +41..+59). tickTime=500, initLimit=10, syncLimit=5
@@ -57,17 +86,20 @@
 # ENSEMBLE_SCENARIO_TIMEOUT seconds (default 240); every server and client started is killed and
 # the work directory removed on exit, also on failure or interrupt (ENSEMBLE_KEEP_WORK=1 keeps
 # it, ENSEMBLE_KEEP_WORK=fail keeps it when a scenario failed). Needs Java 17+, Maven (Java
-# ZooKeeper jars, cached in compat-tests/.cache) and the Kazoo virtualenv of compat-tests/kazoo
-# (built from PyPI on first use). run-all.sh picks this suite up like every */run.sh.
+# ZooKeeper jars and the Curator load, cached in compat-tests/.cache) and the Kazoo virtualenv
+# of compat-tests/kazoo (built from PyPI on first use). run-all.sh picks this suite up like
+# every */run.sh.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
 
-# What CI runs. Add the ferrokeeper scenarios as the ensemble comes up, e.g.
-#   FK_CI_SCENARIOS=('leader_kill 3 "fk fk fk"' 'mixed "java fk java"' 'rolling java fk' ...)
+# What CI runs (run-all.sh: ZK_FLAVOR=java, then ZK_FLAVOR=ferrokeeper). The ferrokeeper list
+# takes about 4 minutes on a 2-core machine; each scenario well under 2.
 CI_SCENARIOS=('java3')
-FK_CI_SCENARIOS=()
+FK_CI_SCENARIOS=('leader_kill 10 "fk fk fk"' 'leader_kill 2 "fk fk fk fk fk"' 'mixed "java fk java"'
+                 'mixed "fk java fk"' 'rolling java fk' 'rolling fk java' 'observer "fk fk fk fk"'
+                 'observer "java java java fk"')
 SELFTEST=('java3' 'leader_kill 2 "java java java"' 'leader_kill 1 "java java java java java"'
           'mixed "java java java"' 'rolling java java' 'observer "java java java java"')
 SCENARIOS=" java3 leader_kill mixed rolling observer selftest "
@@ -75,6 +107,10 @@ SCENARIOS=" java3 leader_kill mixed rolling observer selftest "
 SCENARIO_TIMEOUT=${ENSEMBLE_SCENARIO_TIMEOUT:-240}
 MIN_ACKS=${ENSEMBLE_MIN_ACKS:-100}   # a load that acknowledged fewer writes proves nothing
 LOAD_SECS=${ENSEMBLE_LOAD_SECS:-10}  # minimum load duration per scenario
+CURATOR=${ENSEMBLE_CURATOR:-1}       # 0: no Curator load next to the Kazoo load
+CURATOR_CLIENTS=${ENSEMBLE_CURATOR_CLIENTS:-3}
+CURATOR_CREATE_RATE=${ENSEMBLE_CURATOR_CREATE_RATE:-200}  # creates/s per Curator client (0: unpaced)
+MIN_INCREMENTS=${ENSEMBLE_MIN_INCREMENTS:-10}  # Curator's counter increments under the lock
 PY_TIMEOUT=180                       # one verify/same/rw run
 
 # ---------------------------------------------------------------------------------------------
@@ -120,8 +156,11 @@ form() {
 
 LOAD_PID=""
 LOAD_T0=0
-# start_load : check.py load against every member until the stop file (or the scenario's cap).
+CUR_PID=""
+# start_load : check.py load (Kazoo) and CuratorLoad (Curator, curator-load/) in parallel against
+# every member until the stop file (or the scenario's cap); returns once both are working.
 start_load() {
+  local n
   LOAD_OUT="$ENS_DIR/acked.tsv"
   LOAD_STOP="$ENS_DIR/load.stop"
   rm -f "$LOAD_OUT" "$LOAD_STOP"
@@ -130,33 +169,64 @@ start_load() {
   LOAD_PID=$!
   ens_record_pid "$LOAD_PID"
   LOAD_T0=$(now_ms)
+  if [ "$CURATOR" = 1 ]; then
+    CUR_CREATES="$ENS_DIR/curator-creates.txt"
+    CUR_INCR="$ENS_DIR/curator-increments.txt"
+    rm -f "$CUR_CREATES" "$CUR_INCR" "$ENS_DIR/curator.ready"
+    java -Xmx"${ENS_CURATOR_HEAP:-256m}" -XX:+UseSerialGC -cp "$(ens_curator_cp)" ferrokeeper.CuratorLoad \
+        --hosts "$(ens_hosts)" --clients "$CURATOR_CLIENTS" --seconds "$SCENARIO_TIMEOUT" \
+        --stop "$LOAD_STOP" --ready "$ENS_DIR/curator.ready" --creates "$CUR_CREATES" \
+        --increments "$CUR_INCR" --min-creates "$MIN_ACKS" --min-increments "$MIN_INCREMENTS" \
+        --create-rate "$CURATOR_CREATE_RATE" \
+        > "$ENS_DIR/curator.txt" 2> "$ENS_DIR/curator.err" &
+    CUR_PID=$!
+    ens_record_pid "$CUR_PID"
+  fi
   sleep 2
   if ! kill -0 "$LOAD_PID" 2>/dev/null; then
     fail_check "$S/load-started" "$(cat "$ENS_DIR/load.txt" "$ENS_DIR/load.err" | tail -20)"
     LOAD_PID=""
     return 1
   fi
+  if [ -n "$CUR_PID" ]; then
+    # JVM start and three sessions: the clients must be working before anything is killed.
+    for ((n = 0; n < 300; n++)); do
+      [ -f "$ENS_DIR/curator.ready" ] && break
+      kill -0 "$CUR_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ ! -f "$ENS_DIR/curator.ready" ]; then
+      fail_check "$S/curator-load-started" "$(cat "$ENS_DIR/curator.txt"; tail -20 "$ENS_DIR/curator.err")"
+      return 1
+    fi
+  fi
 }
 
-# finish_load : let the load run LOAD_SECS in all, stop it, judge it.
+# wait_pid_gone PID SECS : until PID has exited (then reaps it, returns its status), 124 if not
+wait_pid_gone() {
+  local pid=$1 n
+  for ((n = 0; n < $2 * 10; n++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 124
+  fi
+  wait "$pid"
+}
+
+# finish_load : let the loads run LOAD_SECS in all, stop them, judge them.
 finish_load() {
-  local rc n left
+  local rc left
   [ -n "$LOAD_PID" ] || return 1
   left=$(( LOAD_SECS * 1000 - ($(now_ms) - LOAD_T0) ))
   if [ "$left" -gt 0 ]; then sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"; fi
   touch "$LOAD_STOP"
-  for ((n = 0; n < 900; n++)); do kill -0 "$LOAD_PID" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$LOAD_PID" 2>/dev/null; then
-    kill -9 "$LOAD_PID" 2>/dev/null
-    wait "$LOAD_PID" 2>/dev/null
+  wait_pid_gone "$LOAD_PID" 90; rc=$?
+  LOAD_PID=""
+  if [ "$rc" = 124 ]; then
     fail_check "$S/load-clean" "the load did not stop within 90 s of its stop file
 $(tail -20 "$ENS_DIR/load.err")"
-    LOAD_PID=""
-    return 1
-  fi
-  wait "$LOAD_PID"; rc=$?
-  LOAD_PID=""
-  if [ "$rc" = 0 ]; then
+  elif [ "$rc" = 0 ]; then
     pass_check "$S/load-clean" "$(head -1 "$ENS_DIR/load.txt"); no session expired"
     sed -n '2,$p' "$ENS_DIR/load.txt" | sed 's/^/    /'
   else
@@ -165,16 +235,34 @@ $(cat "$ENS_DIR/load.txt")
 $(grep -v '^$' "$ENS_DIR/load.err" | tail -15)"
   fi
   timing "load: $(sed -n 's/.*longest pause between acks \([0-9.]* s\).*/longest pause between acknowledged writes \1/p' "$ENS_DIR/load.txt")"
+  [ -n "$CUR_PID" ] || return 0
+  wait_pid_gone "$CUR_PID" 90; rc=$?
+  CUR_PID=""
+  if [ "$rc" = 124 ]; then
+    fail_check "$S/curator-load-clean" "the Curator load did not stop within 90 s of its stop file
+$(tail -20 "$ENS_DIR/curator.err")"
+  elif [ "$rc" = 0 ]; then
+    pass_check "$S/curator-load-clean" "$(head -1 "$ENS_DIR/curator.txt"); no session lost"
+    sed -n '2,$p' "$ENS_DIR/curator.txt" | sed 's/^/    /'
+  else
+    fail_check "$S/curator-load-clean" "CuratorLoad exited $rc:
+$(cat "$ENS_DIR/curator.txt")
+$(grep -v '^$' "$ENS_DIR/curator.err" | grep -v 'Session 0x0 for server\|ConnectException\|^\s*at ' | tail -15)"
+  fi
+  timing "curator: $(sed -n 's/.*longest pause between acked creates \([0-9.]* s\), between increments \([0-9.]* s\).*/longest pause between acknowledged creates \1, increments \2/p' "$ENS_DIR/curator.txt")"
 }
 
 kill_load() {
-  if [ -n "$LOAD_PID" ]; then
-    kill "$LOAD_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$LOAD_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$LOAD_PID" 2>/dev/null
-    wait "$LOAD_PID" 2>/dev/null
-    LOAD_PID=""
-  fi
+  local pid
+  for pid in "$LOAD_PID" "$CUR_PID"; do
+    [ -n "$pid" ] || continue
+    kill "$pid" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  LOAD_PID=""
+  CUR_PID=""
 }
 
 py_check() { # NAME check.py-args... : PASS/FAIL on check.py's exit status
@@ -192,11 +280,31 @@ py_check() { # NAME check.py-args... : PASS/FAIL on check.py's exit status
 
 # verify_all : every member settled, every acknowledged write everywhere, identical trees.
 verify_all() {
+  local t0 t1 t2 t3
   if wait_ensemble 60; then :; else
     fail_check "$S/settled-before-verify" "$(ens_modes)"
   fi
+  t0=$(now_ms)
   py_check "$S/no-acked-write-lost" verify --hosts "$(ens_hosts)" --acked "$LOAD_OUT"
+  t1=$(now_ms)
+  if [ "$CURATOR" = 1 ] && [ -f "${CUR_CREATES:-/nonexistent}" ]; then
+    py_check "$S/curator-acked-durable" curator-verify --hosts "$(ens_hosts)" \
+        --creates "$CUR_CREATES" --increments "$CUR_INCR"
+  fi
+  t2=$(now_ms)
   py_check "$S/servers-identical" same --hosts "$(ens_hosts)"
+  t3=$(now_ms)
+  timing "checks: Kazoo writes $((t1 - t0)) ms, Curator $((t2 - t1)) ms, identical trees $((t3 - t2)) ms"
+}
+
+# stats MS... : "min/median/max ms" of the numbers
+stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR) printf "%d/%d/%d ms", a[1], a[int((NR+1)/2)], a[NR]}'; }
+
+ELECTIONS=()
+# report_elections : one TIME line with this scenario's kill -9 -> new leader serving times
+report_elections() {
+  [ ${#ELECTIONS[@]} -gt 0 ] || return 0
+  timing "leader election (kill -9 -> new leader serving): ${#ELECTIONS[@]} kills, min/median/max $(stats "${ELECTIONS[@]}"): ${ELECTIONS[*]} ms"
 }
 
 ROUND_NEW_LEADER=""
@@ -217,6 +325,8 @@ kill_leader_round() {
   t1=$(now_ms)
   ROUND_NEW_LEADER=$new
   jms=$(java_election_ms "$new")
+  ELECTIONS+=("$((t1 - t0))")
+  printf '%s\t%s\t%s\t%s\n' "$S" "$((t1 - t0))" "${ENS_KIND[old]}" "${ENS_KIND[new]}" >> "$ENS_WORK/../elections.txt"
   pass_check "$S/round$r-new-leader" "member $new (${ENS_KIND[new]}) serves as leader $((t1 - t0)) ms after kill -9 of leader $old (${ENS_KIND[old]})${jms:+; Java logged election $jms ms}"
   if wait_ensemble 30; then
     t2=$(now_ms)
@@ -252,6 +362,7 @@ kill_rounds() {
     kill_leader_round "$r" || break
     sleep 1
   done
+  report_elections
   finish_load
   verify_all
 }
@@ -288,6 +399,7 @@ scenario_mixed() {
     seen="$seen${ENS_KIND[ROUND_NEW_LEADER]} "
     sleep 1
   done
+  report_elections
   finish_load
   verify_all
   if [ "$(wc -w <<<"$want")" -gt 1 ]; then
@@ -356,6 +468,7 @@ scenario_observer() {
   else
     fail_check "$S/observer-follows-new-leader" "$(ens_modes)"
   fi
+  report_elections
   finish_load
   verify_all
 }
@@ -374,6 +487,7 @@ run_one() {
   trap 'exit 130' INT
   ens_py_setup || { S=$name; fail_check "$S/kazoo-setup"; exit 1; }
   fetch_java_zk || { S=$name; fail_check "$S/java-zk-setup"; exit 1; }
+  if [ "$CURATOR" = 1 ]; then ens_curator_setup || { S=$name; fail_check "$S/curator-setup"; exit 1; }; fi
   "scenario_$name" "$@"
   [ "$NFAIL" = 0 ]
 }
@@ -392,6 +506,11 @@ one_cleanup() {
     ens_show_logs 40
     if [ -f "${ENS_DIR:-/nonexistent}/load.err" ]; then
       echo "--- last lines of the load's stderr"; tail -15 "$ENS_DIR/load.err" | sed 's/^/  /'
+    fi
+    if [ -f "${ENS_DIR:-/nonexistent}/curator.err" ]; then
+      echo "--- last lines of the Curator load's stderr (without connection-refused noise)"
+      grep -v '^\s*at \|Connection refused\|ConnectException\|Session 0x0 for' "$ENS_DIR/curator.err" \
+        | tail -15 | sed 's/^/  /'
     fi
   fi
   ens_stop_all
@@ -473,6 +592,9 @@ if ! timeout 900 bash -c 'source "$1/lib.sh" && fetch_java_zk' _ "$HERE"; then
   echo "FAIL ensemble/setup (Java ZooKeeper $JAVA_ZK_VERSION jars from Maven)"; exit 1
 fi
 ens_py_setup || { echo "FAIL ensemble/setup (Kazoo virtualenv)"; exit 1; }
+if [ "$CURATOR" = 1 ] && ! timeout 900 bash -c 'source "$1/lib.sh" && ens_curator_setup' _ "$HERE"; then
+  echo "FAIL ensemble/setup (Curator load client, compat-tests/ensemble/curator-load, Maven)"; exit 1
+fi
 needs_fk() { # an invocation that starts ferrokeeper (explicitly, or by its default kinds)
   eval "set -- $1"
   case "$1" in
@@ -521,6 +643,17 @@ for inv in "${expanded[@]}"; do
 done
 echo "=== ensemble timings"
 [ -f "$ROOT/timings.txt" ] && sed 's/^/  /' "$ROOT/timings.txt"
+if [ -f "$ROOT/elections.txt" ]; then
+  echo "=== leader election after kill -9 of the leader (until the new leader answers srvr as leader; polled every 50 ms)"
+  awk -F'\t' '{print $1}' "$ROOT/elections.txt" | awk '!seen[$0]++' | while read -r sc; do
+    ms=($(awk -F'\t' -v s="$sc" '$1 == s {print $2}' "$ROOT/elections.txt"))
+    printf '  %-40s %2d kills, min/median/max %s\n' "$sc" "${#ms[@]}" "$(stats "${ms[@]}")"
+  done
+  for k in fk java; do
+    ms=($(awk -F'\t' -v k="$k" '$4 == k {print $2}' "$ROOT/elections.txt"))
+    [ ${#ms[@]} -gt 0 ] && printf '  %-40s %2d kills, min/median/max %s\n' "new leader $k (all scenarios)" "${#ms[@]}" "$(stats "${ms[@]}")"
+  done
+fi
 echo "=== ensemble scenarios"
 sed 's/^/  /' "$ROOT/summary.txt"
 echo "ensemble: $(( ${#expanded[@]} - ${#failed[@]} )) passed, ${#failed[@]} failed"

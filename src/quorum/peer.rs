@@ -351,20 +351,30 @@ async fn follow(
     observer: bool,
 ) -> Option<Vec<JoinHandle<()>>> {
     let addr = s.verifier.quorum_addr(leader)?;
+    // Java's LeaderConnector: at most 5 tries, 100 ms apart, within initLimit ticks. A
+    // leader that is not there (a stale vote) costs half a second, not initLimit.
     let give_up = Instant::now() + s.tick.saturating_mul(s.init_limit.max(1));
+    let mut tries = 0;
     let sock = loop {
-        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+        tries += 1;
+        let left = give_up.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(
+            left.max(Duration::from_millis(100)),
+            TcpStream::connect(addr),
+        )
+        .await
+        {
             Ok(Ok(sock)) => break sock,
-            Ok(Err(e)) if Instant::now() < give_up => {
-                tracing::debug!(%addr, error = %e, "leader not reachable yet; retrying");
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, tries, "leader not reachable yet");
             }
-            _ if Instant::now() < give_up => {}
-            _ => {
-                tracing::warn!(leader, %addr, "cannot connect to the leader");
-                return None;
-            }
+            Err(_) => tracing::debug!(%addr, tries, "connecting to the leader timed out"),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if tries >= 5 || Instant::now() >= give_up {
+            tracing::warn!(leader, %addr, tries, "cannot connect to the leader");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let _ = sock.set_nodelay(true);
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(LEARNER_QUEUE);
