@@ -128,15 +128,17 @@ struct Sim {
     log: Vec<String>,
 }
 
-fn config_for(dir: &std::path::Path, sid: i64, n: usize) -> Arc<ServerConfig> {
+fn config_for(dir: &std::path::Path, sid: i64, n: usize, observer: bool) -> Arc<ServerConfig> {
     let mut text = format!(
         "tickTime={TICK_MS}\ninitLimit={INIT_LIMIT}\nsyncLimit={SYNC_LIMIT}\ndataDir={}\nclientPort={}\nsnapCount=1000000000\npreAllocSize=16\nminSessionTimeout=400\nmaxSessionTimeout={SESSION_MS}\n",
         dir.display(),
         30000 + sid
     );
     for i in 1..=n {
+        // With `observer`, the last server only observes.
+        let role = if observer && i == n { ":observer" } else { "" };
         text.push_str(&format!(
-            "server.{i}=127.0.0.1:{}:{}\n",
+            "server.{i}=127.0.0.1:{}:{}{role}\n",
             31000 + i,
             32000 + i
         ));
@@ -146,7 +148,7 @@ fn config_for(dir: &std::path::Path, sid: i64, n: usize) -> Arc<ServerConfig> {
 }
 
 impl Sim {
-    fn new(seed: u64, n: usize) -> Sim {
+    fn new(seed: u64, n: usize, observer: bool) -> Sim {
         let mut dirs = Vec::new();
         let mut nodes = Vec::new();
         let shm = std::path::Path::new("/dev/shm");
@@ -158,7 +160,7 @@ impl Sim {
             }
             .expect("tempdir");
             let sid = i as i64 + 1;
-            let config = config_for(d.path(), sid, n);
+            let config = config_for(d.path(), sid, n, observer);
             let verifier = Arc::new(
                 config
                     .quorum
@@ -984,8 +986,13 @@ fn trace() -> bool {
 
 /// Run one seed; returns how many writes clients saw acknowledged.
 fn run_seed(seed: u64) -> usize {
-    let n = if seed % 4 == 3 { 5 } else { 3 };
-    let mut sim = Sim::new(seed, n);
+    // Mostly 3 voters; some seeds 5 voters, some 3 voters and an observer.
+    let (n, observer) = match seed % 8 {
+        3 => (5, false),
+        7 => (4, true),
+        _ => (3, false),
+    };
+    let mut sim = Sim::new(seed, n, observer);
     let chaos_ms = 12_000;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         while sim.now < chaos_ms {
