@@ -14,8 +14,7 @@ use crate::request::txn::TxnEntry;
 use crate::tree::{DataTree, StatPersisted};
 use crate::tree::{LoadError, TreeLoader};
 
-/// The signature that ends a SNAP stream.
-const SNAP_SIGNATURE: &str = "BenWasHere";
+use super::wire::SNAP_SIGNATURE;
 
 /// Why a Zab payload could not be read.
 #[derive(Debug, Error)]
@@ -111,6 +110,7 @@ pub fn encode_revalidate_request(session_id: i64, timeout: i32) -> Bytes {
     w.into_bytes()
 }
 
+/// Decode a learner's REVALIDATE: (session, timeout).
 pub fn decode_revalidate_request(data: &[u8]) -> Result<(i64, i32), ZabError> {
     let mut r = Reader::new(data);
     Ok((
@@ -126,6 +126,7 @@ pub fn encode_revalidate_reply(session_id: i64, valid: bool) -> Bytes {
     w.into_bytes()
 }
 
+/// Decode the leader's REVALIDATE answer: (session, still valid).
 pub fn decode_revalidate_reply(data: &[u8]) -> Result<(i64, bool), ZabError> {
     let mut r = Reader::new(data);
     Ok((

@@ -151,6 +151,7 @@ impl Role {
     }
 }
 
+/// Where a leader is in Zab's phases; it serves clients only in the last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeadPhase {
     /// Collecting FOLLOWERINFO until a quorum proposes an epoch, then ACKEPOCHs.
@@ -160,6 +161,7 @@ pub enum LeadPhase {
     Serving,
 }
 
+/// How far one learner has come through discovery and sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
     /// Connected; waiting for FOLLOWERINFO / OBSERVERINFO.
@@ -257,6 +259,7 @@ impl Leading {
     }
 }
 
+/// Where a learner is in Zab's phases; it serves clients only in the last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LearnPhase {
     /// FOLLOWERINFO sent; waiting for LEADERINFO.
