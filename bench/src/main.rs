@@ -3,6 +3,11 @@
 //! The same binary drives Java ZooKeeper and ferrokeeper, so the client side is identical.
 //! Each session is a separate `zookeeper-client` connection with one request in flight (a
 //! closed loop), so latency is per request and throughput is sessions / latency.
+//!
+//! Ensembles (bench/ensemble.sh): `--server h1:p1,h2:p2,h3:p3 --spread` connects session i to
+//! member i mod 3 (without `--spread` the whole string goes to the client, as before), and the
+//! `failover` workload kills the leader (`--kill-pid`) and times the recovery through the
+//! surviving members given in `--server`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +44,12 @@ struct Args {
     /// For `load`: how many znodes to create.
     #[arg(long, default_value_t = 100_000)]
     znodes: usize,
+    /// `--server` is a comma-separated list of members: session i connects to member i mod n.
+    #[arg(long)]
+    spread: bool,
+    /// For `failover`: pid of the leader to kill -9; `--server` lists the surviving members.
+    #[arg(long)]
+    kill_pid: Option<u32>,
 }
 
 fn open() -> zk::CreateOptions<'static> {
@@ -60,8 +71,19 @@ async fn main() {
     let admin = connect(&a.server).await;
     admin.create(&root, b"", &open()).await.expect("root");
     let value = vec![b'v'; a.size];
+    // One host per session: the whole --server string unless --spread.
+    let hosts: Vec<String> = if a.spread {
+        a.server.split(',').map(str::to_owned).collect()
+    } else {
+        vec![a.server.clone()]
+    };
     if a.workload == "load" {
-        load(&admin, &root, &value, a.znodes, a.sessions, &a.server).await;
+        load(&admin, &root, &value, a.znodes, a.sessions, &hosts).await;
+        return;
+    }
+    if a.workload == "failover" {
+        let pid = a.kill_pid.expect("failover needs --kill-pid");
+        failover(&root, &a.server, pid, &value).await;
         return;
     }
     if a.workload == "storm" {
@@ -75,7 +97,7 @@ async fn main() {
     // Per-session node for set/get/exists; a small fan-out for children.
     let mut clients = Vec::new();
     for i in 0..a.sessions {
-        let c = connect(&a.server).await;
+        let c = connect(&hosts[i % hosts.len()]).await;
         c.create(&format!("{root}/n{i}"), &value, &open())
             .await
             .expect("node");
@@ -213,14 +235,14 @@ async fn load(
     value: &[u8],
     znodes: usize,
     sessions: usize,
-    server: &str,
+    hosts: &[String],
 ) {
     let _ = admin;
     let per = znodes.div_ceil(sessions.max(1));
     let mut tasks = Vec::new();
     let start = Instant::now();
     for s in 0..sessions.max(1) {
-        let c = connect(server).await;
+        let c = connect(&hosts[s % hosts.len()]).await;
         let dir = format!("{root}/d{s}");
         c.create(&dir, b"", &open()).await.expect("dir");
         let value = value.to_vec();
@@ -319,4 +341,165 @@ async fn fanout(admin: &zk::Client, root: &str, server: &str, n: usize) {
         h.value_at_quantile(0.99)
     );
     drop(clients);
+}
+
+/// `srvr` four-letter word on host:port: the Mode line ("leader", "follower", ...), if any.
+fn srvr_mode(host: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = host.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(b"srvr").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("Mode: ").map(|m| m.trim().to_owned()))
+}
+
+/// A fresh session on `host` (short connection timeout, so a member that is not serving fails
+/// fast) and one create through it.
+async fn fresh_write(host: &str, path: &str, value: &[u8]) -> bool {
+    let c = match zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_connection_timeout(Duration::from_millis(500))
+        .connect(host)
+        .await
+    {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    c.create(path, value, &open()).await.is_ok()
+}
+
+/// Leader failover: sessions already open on each surviving member (`survivors`, comma
+/// separated), then kill -9 of `pid` (the leader) and, from that instant:
+/// - leader_s: until a survivor answers `srvr` with Mode: leader (polled every 10 ms);
+/// - write_any_s / write_all_s: until a write succeeds through a survivor, through each
+///   survivor: a new attempt (fresh session + create, 500 ms connection timeout) starts every
+///   25 ms on each survivor, so the client's reconnect back-off is not in the figure;
+/// - session_s: until the sessions opened before the kill write again (zookeeper-client's own
+///   reconnection, with its back-off: 100 ms, 200 ms, 400 ms... between rounds), max over them.
+async fn failover(root: &str, survivors: &str, pid: u32, value: &[u8]) {
+    let hosts: Vec<String> = survivors.split(',').map(str::to_owned).collect();
+    let limit = Duration::from_secs(60);
+    // Pre-existing sessions, one per survivor, each checked with a write.
+    let mut olds = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let c = connect(h).await;
+        c.create(&format!("{root}/pre{i}"), value, &open())
+            .await
+            .expect("write before the kill");
+        olds.push(c);
+    }
+    let t0 = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success(), "kill -9 {pid} failed");
+    // srvr pollers (blocking sockets, own threads).
+    let leader = Arc::new(std::sync::Mutex::new(None::<(f64, String)>));
+    let mut pollers = Vec::new();
+    for h in hosts.clone() {
+        let leader = leader.clone();
+        pollers.push(std::thread::spawn(move || {
+            while t0.elapsed() < limit && leader.lock().unwrap().is_none() {
+                let at = t0.elapsed();
+                if srvr_mode(&h).as_deref() == Some("leader") {
+                    let mut l = leader.lock().unwrap();
+                    if l.is_none() {
+                        *l = Some((at.as_secs_f64(), h.clone()));
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }));
+    }
+    // Old sessions: write in a loop until one succeeds (unique paths).
+    let mut old_tasks = Vec::new();
+    for (i, c) in olds.into_iter().enumerate() {
+        let root = root.to_owned();
+        let value = value.to_vec();
+        old_tasks.push(tokio::spawn(async move {
+            let mut k = 0u64;
+            while t0.elapsed() < limit {
+                k += 1;
+                let path = format!("{root}/old{i}-{k}");
+                let r =
+                    tokio::time::timeout(Duration::from_secs(2), c.create(&path, &value, &open()))
+                        .await;
+                if let Ok(Ok(_)) = r {
+                    return Some(t0.elapsed().as_secs_f64());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            None
+        }));
+    }
+    // Fresh attempts every 25 ms on each survivor until each has taken a write.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, f64)>();
+    let mut first = vec![None::<f64>; hosts.len()];
+    let mut k = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    while first.iter().any(Option::is_none) && t0.elapsed() < limit {
+        tokio::select! {
+            _ = tick.tick() => {
+                for (i, h) in hosts.iter().enumerate() {
+                    if first[i].is_some() {
+                        continue;
+                    }
+                    k += 1;
+                    let (h, path, value, tx) = (h.clone(), format!("{root}/f{i}-{k}"), value.to_vec(), tx.clone());
+                    tokio::spawn(async move {
+                        let ok = tokio::time::timeout(Duration::from_secs(5), fresh_write(&h, &path, &value))
+                            .await
+                            .unwrap_or(false);
+                        if ok {
+                            let _ = tx.send((i, t0.elapsed().as_secs_f64()));
+                        }
+                    });
+                }
+            }
+            Some((i, at)) = rx.recv() => {
+                if first[i].is_none() {
+                    first[i] = Some(at);
+                }
+            }
+        }
+    }
+    let mut session_s = Some(0.0f64);
+    for t in old_tasks {
+        session_s = match (session_s, t.await.expect("task")) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    for p in pollers {
+        let _ = p.join();
+    }
+    let leader = leader.lock().unwrap().clone();
+    let js = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.3}"));
+    let any = first
+        .iter()
+        .flatten()
+        .cloned()
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))));
+    let all = if first.iter().all(Option::is_some) {
+        first
+            .iter()
+            .flatten()
+            .cloned()
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+    } else {
+        None
+    };
+    println!(
+        "{{\"workload\":\"failover\",\"leader_s\":{},\"new_leader\":{},\"write_any_s\":{},\"write_all_s\":{},\"session_s\":{}}}",
+        js(leader.as_ref().map(|l| l.0)),
+        leader.as_ref().map_or("null".to_owned(), |l| format!("\"{}\"", l.1)),
+        js(any),
+        js(all),
+        js(session_s)
+    );
 }
