@@ -98,6 +98,11 @@ async fn run(
     let config_text = s.verifier.to_config_text().into_bytes();
     let clock_start = Instant::now();
     let mut logical_clock = 0i64;
+    // LOOKING notifications that arrived while this server was still settled: when its role
+    // ends too (the leader died for everyone at once), they are the first votes of the new
+    // election and must not be lost to the settled answer.
+    let mut replay: std::collections::VecDeque<(Instant, i64, super::Notification)> =
+        Default::default();
     loop {
         let (reply, inputs) = oneshot::channel();
         if core.send(QuorumMsg::VoteInputs { reply }).await.is_err() {
@@ -123,6 +128,12 @@ async fn run(
         let mut decided = None;
         let acts = election.start(now_ms(clock_start));
         perform(&cnx, acts, &mut decided);
+        for (at, from, n) in replay.drain(..) {
+            if decided.is_none() && at.elapsed() < Duration::from_secs(2) {
+                let acts = election.on_notification(from, n, now_ms(clock_start));
+                perform(&cnx, acts, &mut decided);
+            }
+        }
         let started = Instant::now();
         while decided.is_none() {
             let deadline = election
@@ -168,6 +179,7 @@ async fn run(
         };
         // Stale news from a previous role must not end this one.
         while events.try_recv().is_ok() {}
+        replay.clear();
         let tasks = match state {
             ServerState::Leading => lead(&s, &core).await,
             ServerState::Following | ServerState::Observing => {
@@ -188,6 +200,12 @@ async fn run(
                         let voter = s.verifier.is_voter(m.from);
                         if let Some(reply) = answer_when_settled(&settled, voter, &n, &config_text) {
                             let _ = cnx.send(m.from, Bytes::from(wire::encode_notification(&reply)));
+                        }
+                        if n.state == ServerState::Looking {
+                            if replay.len() >= 16 {
+                                replay.pop_front();
+                            }
+                            replay.push_back((Instant::now(), m.from, n));
                         }
                     }
                 }
