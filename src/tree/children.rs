@@ -28,6 +28,15 @@ impl Children {
             .insert(name.into())
     }
 
+    /// Make room for `additional` more names (a snapshot load, which knows how many come).
+    pub fn reserve(&mut self, additional: usize) {
+        if additional > 0 {
+            self.0
+                .get_or_insert_with(Default::default)
+                .reserve(additional);
+        }
+    }
+
     /// Remove a name; the set goes when it empties, so a former parent is a leaf again.
     pub fn remove(&mut self, name: &str) -> bool {
         let Some(s) = self.0.as_mut() else {

@@ -2,8 +2,10 @@
 //! for a fuzzy snapshot, and the repairs a replay over a fuzzy snapshot needs.
 
 use bytes::Bytes;
+use griddle::hash_map::Entry;
 
-use super::{child_path, key, parent_and_name, DataTree, Node, StatPersisted, QUOTA_ROOT};
+use super::QUOTA_ROOT;
+use super::{child_path, key, node_digest, parent_and_name, DataTree, Node, StatPersisted};
 use super::{OPEN_UNSAFE_ACL_REF, QUOTA_LIMITS};
 use crate::jute::records::Acl;
 use crate::jute::{Perms, Writer};
@@ -22,6 +24,73 @@ pub enum LoadError {
 /// Builds a [`DataTree`] from a snapshot's sections, in file order.
 pub struct TreeLoader {
     tree: DataTree,
+    /// The chain of nodes from the root to the last one added (`open[..depth]`; the entries
+    /// past it are kept for their buffers), each with the names of its children so far.
+    open: Vec<Open>,
+    depth: usize,
+}
+
+/// A node on the chain [`TreeLoader`] keeps: its children's names wait here until the load
+/// has moved past its subtree, then go into its set at once, the set sized for all of them
+/// (a set grown one name at a time moves every name at each doubling).
+#[derive(Default)]
+struct Open {
+    path: String,
+    /// The names, one after another, each ending at the next offset in `ends`.
+    names: String,
+    ends: Vec<usize>,
+}
+
+impl Open {
+    /// Put the waiting names into the node's children.
+    fn close(&mut self, nodes: &mut super::GrowingMap<Box<str>, Box<Node>>) {
+        if self.ends.is_empty() {
+            return;
+        }
+        if let Some(n) = nodes.get_mut(self.path.as_str()) {
+            n.children.reserve(self.ends.len());
+            let mut start = 0;
+            for &end in &self.ends {
+                n.children.insert(&self.names[start..end]);
+                start = end;
+            }
+        }
+        self.names.clear();
+        self.ends.clear();
+    }
+}
+
+/// A node ready to go into the tree: its key, the boxed node and its digest. Making one needs
+/// nothing from the tree, so a load can make them on another thread than the one that adds
+/// them.
+pub struct PreparedNode {
+    key: Box<str>,
+    node: Box<Node>,
+    digest: u64,
+}
+
+impl PreparedNode {
+    pub fn new(
+        path: &str,
+        data: Option<Box<[u8]>>,
+        acl_ref: i64,
+        stat: StatPersisted,
+    ) -> PreparedNode {
+        let key: Box<str> = key(path).into();
+        let node = Node {
+            data,
+            acl: acl_ref,
+            stat,
+            children: Default::default(),
+        };
+        // The digest as the node is made, while its bytes are in the cache.
+        let digest = node_digest(&key, &node);
+        PreparedNode {
+            key,
+            node: Box::new(node),
+            digest,
+        }
+    }
 }
 
 impl TreeLoader {
@@ -30,7 +99,11 @@ impl TreeLoader {
         let mut tree = DataTree::empty();
         tree.extended_types = extended_types;
         tree.acls.restore(acls);
-        TreeLoader { tree }
+        TreeLoader {
+            tree,
+            open: Vec::new(),
+            depth: 0,
+        }
     }
 
     /// Add one node; its parent must already be loaded (snapshots are in preorder).
@@ -41,43 +114,92 @@ impl TreeLoader {
         acl_ref: i64,
         stat: StatPersisted,
     ) -> Result<(), LoadError> {
-        let path = key(path);
-        let t = &mut self.tree;
-        if t.nodes.contains_key(path) {
-            return Err(LoadError::Duplicate(path.to_owned()));
-        }
-        if path != "/" {
-            let (parent, name) = parent_and_name(path);
-            let Some(p) = t.nodes.get_mut(parent) else {
+        let data = data.map(|d| Box::from(&d[..]));
+        self.add_prepared(PreparedNode::new(path, data, acl_ref, stat))
+    }
+
+    /// [`TreeLoader::add`] for data borrowed from a reader: it is copied once, into the node.
+    pub fn add_ref(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl_ref: i64,
+        stat: StatPersisted,
+    ) -> Result<(), LoadError> {
+        self.add_prepared(PreparedNode::new(path, data.map(Box::from), acl_ref, stat))
+    }
+
+    /// Make room for `additional` more nodes, so the node table does not grow (and move every
+    /// node) during the load. Call early: what is loaded by then moves once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.tree.nodes.reserve(additional);
+    }
+
+    /// Add a node made by [`PreparedNode::new`]; its parent must already be loaded.
+    pub fn add_prepared(&mut self, prepared: PreparedNode) -> Result<(), LoadError> {
+        let PreparedNode { key, node, digest } = prepared;
+        let path: &str = &key;
+        let (parent, name) = parent_and_name(path);
+        if path == "/" {
+            self.close_to(None);
+        } else if let Some(level) = self.close_to(Some(parent)) {
+            // Snapshots are in preorder, so the parent is on the chain.
+            let o = &mut self.open[level];
+            o.names.push_str(name);
+            o.ends.push(o.names.len());
+        } else {
+            // Not in preorder: straight into the parent's set.
+            let Some(p) = self.tree.nodes.get_mut(parent) else {
                 return Err(LoadError::Orphan(path.to_owned()));
             };
             p.children.insert(name);
         }
+        let t = &mut self.tree;
+        let acl_ref = node.acl;
         if acl_ref != OPEN_UNSAFE_ACL_REF && !t.acls.add_use(acl_ref) {
             return Err(LoadError::MissingAcl {
                 path: path.to_owned(),
                 acl_ref,
             });
         }
-        let len = data.as_ref().map(|d| d.len()).unwrap_or(0);
+        let len = node.data.as_ref().map(|d| d.len()).unwrap_or(0);
         t.data_size += (path.len() + len) as u64;
-        let owner = stat.ephemeral_owner;
-        t.nodes.insert(
-            path.into(),
-            Box::new(Node {
-                data: data.map(|d| Box::from(&d[..])),
-                acl: acl_ref,
-                stat,
-                children: Default::default(),
-            }),
-        );
-        t.index(path, owner);
-        if let Some(q) = parent_and_name(path).0.strip_prefix(QUOTA_ROOT) {
-            if parent_and_name(path).1 == QUOTA_LIMITS {
+        t.digest = t.digest.wrapping_add(digest);
+        t.index(path, node.stat.ephemeral_owner);
+        if let Some(q) = parent.strip_prefix(QUOTA_ROOT) {
+            if name == QUOTA_LIMITS {
                 t.quota_roots.insert(q.to_owned());
             }
         }
-        Ok(())
+        if self.open.len() == self.depth {
+            self.open.push(Open::default());
+        }
+        let o = &mut self.open[self.depth];
+        o.path.clear();
+        o.path.push_str(path);
+        self.depth += 1;
+        // (A failed load is dropped whole, so what was recorded above does not matter then.)
+        match self.tree.nodes.entry(key) {
+            Entry::Occupied(e) => Err(LoadError::Duplicate(e.key().to_string())),
+            Entry::Vacant(v) => {
+                v.insert(node);
+                Ok(())
+            }
+        }
+    }
+
+    /// Close the chain's nodes below `parent` (all of them for `None`); the level of
+    /// `parent`, if it is on the chain.
+    fn close_to(&mut self, parent: Option<&str>) -> Option<usize> {
+        while self.depth > 0 {
+            let top = &mut self.open[self.depth - 1];
+            if parent == Some(top.path.as_str()) {
+                return Some(self.depth - 1);
+            }
+            top.close(&mut self.tree.nodes);
+            self.depth -= 1;
+        }
+        None
     }
 
     /// Nodes loaded so far.
@@ -91,6 +213,7 @@ impl TreeLoader {
 
     /// The finished tree: unused ACL entries dropped, missing system nodes added.
     pub fn finish(mut self) -> DataTree {
+        self.close_to(None);
         let t = &mut self.tree;
         t.acls.purge_unused();
         t.add_system_nodes();
@@ -115,7 +238,7 @@ impl DataTree {
     }
 
     /// The root, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`, where missing, as
-    /// Java creates them; then the digest, computed over the whole tree.
+    /// Java creates them, each added to the digest (which covers every other node already).
     pub(super) fn add_system_nodes(&mut self) {
         for path in ["/", "/zookeeper", QUOTA_ROOT, "/zookeeper/config"] {
             if self.nodes.contains_key(path) {
@@ -134,17 +257,16 @@ impl DataTree {
                 }
                 self.data_size += path.len() as u64;
             }
-            self.nodes.insert(
-                path.into(),
-                Box::new(Node {
-                    data: Some(Box::default()),
-                    acl,
-                    stat: super::system_stat(path),
-                    ..Default::default()
-                }),
-            );
+            let node = Node {
+                data: Some(Box::default()),
+                acl,
+                stat: super::system_stat(path),
+                ..Default::default()
+            };
+            self.digest = self.digest.wrapping_add(node_digest(path, &node));
+            self.nodes.insert(path.into(), Box::new(node));
         }
-        self.digest = self.full_digest();
+        debug_assert_eq!(self.digest, self.full_digest());
     }
 
     /// Recompute every quota root's usage from the tree (after a load and replay, as Java's
