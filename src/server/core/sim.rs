@@ -292,7 +292,11 @@ impl Sim {
             epoch,
             node.logical_clock,
             node.verifier.to_config_text().into_bytes(),
-        );
+        )
+        // Java's default ceiling is 60 s (zookeeper.fastleader.maxNotificationInterval): a
+        // server that looked alone through a long partition may wait that long after the heal
+        // before it speaks again. The simulation uses 3 s so that its healing window stays short.
+        .with_notification_intervals(200, 3000);
         let acts = e.start(self.now);
         node.peer = Peer::Looking(Box::new(e));
         node.settled = None;
