@@ -43,30 +43,25 @@ for suite in "${suites[@]}"; do
     fi
   done
 done
+# run_once NAME DESCRIPTION COMMAND...: a suite that drives its own servers, run once.
+run_once() {
+  local name=$1 what=$2; shift 2
+  log "=== $what"
+  if timeout 900 "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+  fi
+}
 if [ $# -eq 0 ]; then
   # Both servers must be fresh for the differential test: it compares zxids too.
   stop_pid "$JAVA_ZK_PID"; stop_pid "$FK_PID"
-  log "=== differential test (Java 3.9 vs ferrokeeper)"
-  if timeout 900 bash differential/run.sh "${DIFF_SEED:-$(date +%s)}" "${DIFF_OPS:-10000}"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    failures+=("differential")
-  fi
-  log "=== network partitions (one netns per server; ferrokeeper ensemble)"
-  if timeout 600 bash ensemble/partition.sh; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    failures+=("partition")
-  fi
-  log "=== dataDir migration (Java 3.9 / 3.8 <-> ferrokeeper)"
-  if timeout 900 bash durability/run.sh; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    failures+=("durability")
-  fi
+  run_once differential "differential test (Java 3.9 vs ferrokeeper)" \
+    bash differential/run.sh "${DIFF_SEED:-$(date +%s)}" "${DIFF_OPS:-10000}"
+  run_once partition "network partitions (one netns per server; ferrokeeper ensemble)" \
+    bash ensemble/partition.sh
+  run_once durability "dataDir migration (Java 3.9 / 3.8 <-> ferrokeeper)" bash durability/run.sh
 fi
 log "suite runs failed: ${failures[*]:-none}"
 echo "compat: $passed passed, $failed failed"

@@ -96,6 +96,22 @@ impl<W: Write> Checked<W> {
     }
 }
 
+/// The sections every serialized database starts with, in a snapshot file and in a Zab
+/// SNAP stream alike: the sessions with their timeouts, then the ACL cache.
+pub fn write_sessions_and_acls(w: &mut Writer, sessions: &[(i64, i32)], acls: &[(i64, Vec<Acl>)]) {
+    w.i32(sessions.len() as i32);
+    for (id, timeout) in sessions {
+        w.i64(*id).i32(*timeout);
+    }
+    w.i32(acls.len() as i32);
+    for (r, list) in acls {
+        w.i64(*r);
+        w.vec(list, |w, a| {
+            w.record(a);
+        });
+    }
+}
+
 /// Write a complete snapshot file at `path`: preamble, the node records in `nodes`, the end
 /// marker and the seal, compressed with `method`, fsynced.
 pub fn write_file(
@@ -118,17 +134,7 @@ pub fn write_file(
     };
     let mut w = Writer::new();
     w.i32(SNAP_MAGIC).i32(2).i64(-1);
-    w.i32(pre.sessions.len() as i32);
-    for (id, timeout) in &pre.sessions {
-        w.i64(*id).i32(*timeout);
-    }
-    w.i32(pre.acls.len() as i32);
-    for (r, list) in &pre.acls {
-        w.i64(*r);
-        w.vec(list, |w, a| {
-            w.record(a);
-        });
-    }
+    write_sessions_and_acls(&mut w, &pre.sessions, &pre.acls);
     out.put(&w.buf)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 
+use super::txnlog::Adler32;
 use crate::jute::records::Acl;
 use crate::jute::{JuteError, Reader, DEFAULT_MAX_BUFFER};
 use crate::tree::StatPersisted;
@@ -87,69 +88,6 @@ pub struct Snapshot {
     pub digest: Option<(i64, i32, i64)>,
     /// Written by 3.9+.
     pub last_processed_zxid: Option<i64>,
-}
-
-/// A running Adler-32 (zlib's), summed sixteen bytes at a time in independent lanes, which
-/// the compiler turns into vector code: the seals cover the whole file.
-#[derive(Debug, Clone, Copy)]
-pub struct Adler32 {
-    a: u32,
-    b: u32,
-}
-
-impl Default for Adler32 {
-    fn default() -> Self {
-        Adler32 { a: 1, b: 0 }
-    }
-}
-
-impl Adler32 {
-    const MOD: u32 = 65_521;
-    /// Bytes per reduction: the most zlib sums before `b` could overflow 32 bits.
-    const NMAX: usize = 5552;
-    const LANES: usize = 16;
-
-    pub fn update(&mut self, data: &[u8]) {
-        // NMAX rounded down to whole lane groups, so only the last block has a scalar tail.
-        const BLOCK: usize = Adler32::NMAX / Adler32::LANES * Adler32::LANES;
-        for block in data.chunks(BLOCK) {
-            let groups = block.chunks_exact(Self::LANES);
-            let tail = groups.remainder();
-            let n = (block.len() - tail.len()) as u64;
-            if n > 0 {
-                // Lane i sums bytes i, i+16, …; lane b sums the running lane a after each
-                // group. Then Σ(n−j)·x_j = 16·Σb_i − Σ i·a_i over the block.
-                let mut la = [0u32; Self::LANES];
-                let mut lb = [0u32; Self::LANES];
-                for g in groups {
-                    for i in 0..Self::LANES {
-                        la[i] += g[i] as u32;
-                        lb[i] += la[i];
-                    }
-                }
-                let mut sum_a = 0u64;
-                let mut sum_b = 0u64;
-                for i in 0..Self::LANES {
-                    sum_a += la[i] as u64;
-                    sum_b += Self::LANES as u64 * lb[i] as u64 - i as u64 * la[i] as u64;
-                }
-                let m = Self::MOD as u64;
-                let b = self.b as u64 + n * self.a as u64 + sum_b;
-                self.a = ((self.a as u64 + sum_a) % m) as u32;
-                self.b = (b % m) as u32;
-            }
-            for &x in tail {
-                self.a += x as u32;
-                self.b += self.a;
-            }
-            self.a %= Self::MOD;
-            self.b %= Self::MOD;
-        }
-    }
-
-    pub fn value(&self) -> u32 {
-        (self.b << 16) | self.a
-    }
 }
 
 fn i32_at(b: &[u8], at: usize) -> i32 {
@@ -477,7 +415,15 @@ impl<R: Read> SnapshotReader<R> {
 
 /// Decode an uncompressed snapshot file's bytes.
 pub fn read_snapshot(buf: &[u8]) -> Result<Snapshot, SnapError> {
-    let (mut reader, sessions, acls) = SnapshotReader::open(buf)?;
+    read_all(SnapshotReader::open(buf)?)
+}
+
+/// A snapshot opened for reading: the reader positioned at the first node, the sessions and
+/// the ACL cache.
+type Opened<R> = (SnapshotReader<R>, Vec<(i64, i32)>, Vec<(i64, Vec<Acl>)>);
+
+/// The rest of an opened snapshot, node by node, then its trailers.
+fn read_all<R: Read>((mut reader, sessions, acls): Opened<R>) -> Result<Snapshot, SnapError> {
     let mut snap = Snapshot {
         sessions,
         acls,
@@ -498,7 +444,6 @@ mod tests {
     use crate::jute::Writer;
     use crate::persist::compress::Compression;
     use crate::persist::snap_writer::{write_file, Preamble};
-    use crate::persist::txnlog::adler32;
 
     /// A source that hands out at most `step` bytes per read, and fails where asked.
     struct Trickle<'a> {
@@ -527,19 +472,7 @@ mod tests {
             fail_at: None,
             at: 0,
         };
-        let (mut reader, sessions, acls) = SnapshotReader::open_with_window(src, window)?;
-        let mut snap = Snapshot {
-            sessions,
-            acls,
-            ..Default::default()
-        };
-        while let Some(n) = reader.next_node()? {
-            snap.nodes.push(n);
-        }
-        let (digest, last) = reader.finish()?;
-        snap.digest = digest;
-        snap.last_processed_zxid = last;
-        Ok(snap)
+        read_all(SnapshotReader::open_with_window(src, window)?)
     }
 
     /// A snapshot with records of every size up to beyond the test windows, null data,
@@ -558,17 +491,8 @@ mod tests {
             pzxid: i + 4,
         };
         let put = |w: &mut Writer, path: &str, data: Option<&[u8]>, i: i64| {
-            let s = stat(i);
             w.ustring(path).buffer(data).i64(-1);
-            w.i64(s.czxid)
-                .i64(s.mzxid)
-                .i64(s.ctime)
-                .i64(s.mtime)
-                .i32(s.version)
-                .i32(s.cversion)
-                .i32(s.aversion)
-                .i64(s.ephemeral_owner)
-                .i64(s.pzxid);
+            stat(i).write_to(w);
         };
         put(&mut nodes, "", Some(b""), 0);
         for i in 0..count {
@@ -589,22 +513,6 @@ mod tests {
         let path = d.path().join("snapshot.9");
         write_file(&path, Compression::None, &pre, &mut &nodes.buf[..]).unwrap();
         std::fs::read(&path).unwrap()
-    }
-
-    #[test]
-    fn adler_matches_the_reference_at_every_length_and_split() {
-        let data: Vec<u8> = (0..40_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
-        for len in (0..200).chain([5551, 5552, 5553, 11_104, 16_000, 40_000]) {
-            let mut a = Adler32::default();
-            a.update(&data[..len]);
-            assert_eq!(a.value(), adler32(&data[..len]), "len {len}");
-        }
-        let ones = vec![0xffu8; 100_000];
-        let mut a = Adler32::default();
-        for piece in ones.chunks(777) {
-            a.update(piece);
-        }
-        assert_eq!(a.value(), adler32(&ones));
     }
 
     #[test]

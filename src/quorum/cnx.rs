@@ -23,14 +23,15 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::quorum::wire::{encode_initial_message, read_initial_message, MAX_INITIAL_ADDRESS_LEN};
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
@@ -53,12 +54,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// is attempted (one second apart) before giving up.
 pub const DEFAULT_BIND_RETRY: u32 = 3;
 
-/// Initial-message protocol version sent since 3.5 (one `host:port`).
-const PROTOCOL_VERSION_V1: i64 = -65536;
-/// Initial-message protocol version with `|`-separated addresses (multiAddress, 3.6+).
-const PROTOCOL_VERSION_V2: i64 = -65535;
-/// Largest address string accepted in an initial message (Java's `maxBuffer`).
-const MAX_INITIAL_ADDR_LEN: usize = 2048;
 /// The sid pre-3.5 observers announce (Java's `QuorumPeer.OBSERVER_ID`); such connections get
 /// a temporary negative id.
 const OBSERVER_ID: i64 = i64::MAX;
@@ -238,7 +233,7 @@ pub async fn start_with_listener(
 
 fn validate(cfg: &CnxConfig) -> Result<(), CnxError> {
     let n = cfg.my_election_addr.len();
-    if n == 0 || n > MAX_INITIAL_ADDR_LEN {
+    if n == 0 || n > MAX_INITIAL_ADDRESS_LEN {
         return Err(CnxError::BadAnnounceAddress(cfg.my_election_addr.clone()));
     }
     Ok(())
@@ -884,117 +879,10 @@ async fn write_frame(wr: &mut OwnedWriteHalf, payload: &Bytes) -> io::Result<()>
     wr.write_all(&buf).await
 }
 
-// ---------------------------------------------------------------------------------------
-// Initial message (kept private here until `wire` provides it).
-
-/// What a connecting peer told us about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct InitialMessage {
-    sid: i64,
-    /// Announced `host:port` strings, wildcard addresses removed; empty for old-style peers.
-    addresses: Vec<String>,
-}
-
-#[derive(Debug, Error)]
-enum HandshakeError {
-    #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
-    #[error("unrecognized protocol version {0}")]
-    UnknownVersion(i64),
-    #[error("unreasonable address length {0}")]
-    BadLength(i32),
-    #[error("badly formed address {0:?}")]
-    BadAddress(String),
-    #[error("bad port number in {0:?}")]
-    BadPort(String),
-}
-
-/// Our initial message in the V1 form Java sends unless multiAddress is enabled.
-fn encode_initial_message(sid: i64, addr: &str) -> Vec<u8> {
-    let bytes = addr.as_bytes();
-    let mut out = Vec::with_capacity(20 + bytes.len());
-    out.extend_from_slice(&PROTOCOL_VERSION_V1.to_be_bytes());
-    out.extend_from_slice(&sid.to_be_bytes());
-    // The announced address is validated to be at most 2048 bytes at start.
-    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-    out.extend_from_slice(bytes);
-    out
-}
-
-async fn read_initial_message<R: AsyncRead + Unpin>(
-    r: &mut R,
-) -> Result<InitialMessage, HandshakeError> {
-    let first = r.read_i64().await?;
-    if first >= 0 {
-        // Pre-3.5 peers send their bare sid and nothing else.
-        return Ok(InitialMessage {
-            sid: first,
-            addresses: Vec::new(),
-        });
-    }
-    if first != PROTOCOL_VERSION_V1 && first != PROTOCOL_VERSION_V2 {
-        return Err(HandshakeError::UnknownVersion(first));
-    }
-    let sid = r.read_i64().await?;
-    let n = r.read_i32().await?;
-    let len = match usize::try_from(n) {
-        Ok(l) if (1..=MAX_INITIAL_ADDR_LEN).contains(&l) => l,
-        _ => return Err(HandshakeError::BadLength(n)),
-    };
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    // Java decodes leniently (malformed UTF-8 becomes U+FFFD), so do we.
-    let text = String::from_utf8_lossy(&buf);
-    Ok(InitialMessage {
-        sid,
-        addresses: parse_addresses(&text)?,
-    })
-}
-
-/// Splits `host:port|host:port|…` (trailing empty pieces ignored, as Java's `split` does),
-/// checks each piece and drops wildcard hosts.
-fn parse_addresses(text: &str) -> Result<Vec<String>, HandshakeError> {
-    let mut pieces: Vec<&str> = text.split('|').collect();
-    while pieces.last().is_some_and(|p| p.is_empty()) {
-        pieces.pop();
-    }
-    let mut out = Vec::with_capacity(pieces.len());
-    for piece in pieces {
-        let (host, port) = split_host_port(piece)?;
-        if port.parse::<u16>().is_err() {
-            return Err(HandshakeError::BadPort(piece.to_string()));
-        }
-        let wildcard = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
-        if !wildcard {
-            out.push(piece.to_string());
-        }
-    }
-    Ok(out)
-}
-
-/// `host:port` or `[v6]:port` into its two parts.
-fn split_host_port(s: &str) -> Result<(&str, &str), HandshakeError> {
-    let bad = || HandshakeError::BadAddress(s.to_string());
-    if let Some(rest) = s.strip_prefix('[') {
-        let close = rest.find(']').ok_or_else(bad)?;
-        let host = &rest[..close];
-        let port = rest[close + 1..].strip_prefix(':').ok_or_else(bad)?;
-        if port.is_empty() || port.contains(':') {
-            return Err(bad());
-        }
-        Ok((host, port))
-    } else {
-        let mut parts = s.split(':');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(h), Some(p), None) if !p.is_empty() => Ok((h, p)),
-            _ => Err(bad()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quorum::wire::PROTOCOL_VERSION_V1;
     use std::collections::BTreeSet;
     use std::time::Instant;
 
@@ -1394,58 +1282,6 @@ mod tests {
         assert!(matches!(
             start(bad).await,
             Err(CnxError::BadAnnounceAddress(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn initial_message_parsing() {
-        let enc = encode_initial_message(3, "zk3:3888");
-        let m = read_initial_message(&mut &enc[..]).await.expect("parse");
-        assert_eq!(
-            m,
-            InitialMessage {
-                sid: 3,
-                addresses: vec!["zk3:3888".into()]
-            }
-        );
-        assert_eq!(&enc[..8], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]);
-
-        let v2 = b"0.0.0.0:3888|[::1]:3888|h:1|";
-        let raw = header(PROTOCOL_VERSION_V2, 4, v2, v2.len() as i32);
-        let m = read_initial_message(&mut &raw[..]).await.expect("parse");
-        assert_eq!(
-            m.addresses,
-            vec!["[::1]:3888".to_string(), "h:1".to_string()]
-        );
-
-        let bare = 5i64.to_be_bytes();
-        let m = read_initial_message(&mut &bare[..]).await.expect("parse");
-        assert_eq!(
-            m,
-            InitialMessage {
-                sid: 5,
-                addresses: vec![]
-            }
-        );
-
-        for bad in [
-            &b"[::1]3888"[..],
-            b"[::1",
-            b"a:b:c",
-            b"h:",
-            b"h:x",
-            b"a:1||b:2",
-        ] {
-            let raw = header(PROTOCOL_VERSION_V1, 4, bad, bad.len() as i32);
-            assert!(
-                read_initial_message(&mut &raw[..]).await.is_err(),
-                "{bad:?}"
-            );
-        }
-        let short = header(PROTOCOL_VERSION_V1, 4, b"h:1", 10);
-        assert!(matches!(
-            read_initial_message(&mut &short[..]).await,
-            Err(HandshakeError::Io(_))
         ));
     }
 }

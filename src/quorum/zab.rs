@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::jute::records::{Acl, Id};
 use crate::jute::{JuteError, Reader, Writer};
+use crate::persist::snap_writer::write_sessions_and_acls;
 use crate::persist::txnlog::{decode_payload, encode_payload, LogEntry, LogError};
 use crate::request::txn::TxnEntry;
 use crate::tree::{DataTree, StatPersisted};
@@ -139,18 +140,7 @@ pub fn decode_revalidate_reply(data: &[u8]) -> Result<(i64, bool), ZabError> {
 /// in preorder, the "/" end marker, and the signature. No header, seals or digest.
 pub fn encode_snapshot_stream(tree: &DataTree, sessions: &[(i64, i32)]) -> Vec<u8> {
     let mut w = Writer::with_capacity(64 + tree.node_count() * 128);
-    w.i32(sessions.len() as i32);
-    for (id, timeout) in sessions {
-        w.i64(*id).i32(*timeout);
-    }
-    let acls = tree.acl_cache_entries();
-    w.i32(acls.len() as i32);
-    for (r, list) in &acls {
-        w.i64(*r);
-        w.vec(list, |w, a| {
-            w.record(a);
-        });
-    }
+    write_sessions_and_acls(&mut w, sessions, &tree.acl_cache_entries());
     let mut stack = vec!["/".to_owned()];
     while !stack.is_empty() {
         tree.serialize_slice(&mut stack, &mut w, usize::MAX);

@@ -163,6 +163,29 @@ impl Clock {
     }
 }
 
+/// A ConnectResponse frame: the session and negotiated timeout it grants, or a refusal
+/// (session 0, timeout 0, zero password); the readOnly byte only if the client sent one.
+fn connect_response(granted: Option<(i64, i32)>, has_ro: bool, read_only: bool) -> Bytes {
+    let mut w = Writer::new();
+    let at = w.begin_frame();
+    let (session_id, time_out, passwd) = match granted {
+        Some((id, timeout)) => (id, timeout, session_password(id).to_vec()),
+        None => (0, 0, vec![0; 16]),
+    };
+    ConnectResponse {
+        protocol_version: 0,
+        time_out,
+        session_id,
+        passwd: Some(passwd),
+    }
+    .encode(&mut w);
+    if has_ro {
+        w.bool(read_only);
+    }
+    w.finish_frame(at);
+    w.into_bytes()
+}
+
 /// The standalone ZooKeeper server state machine (Java's `ZooKeeperServer` and its
 /// processor chain), driven by [`Core::run`].
 pub struct Core {
@@ -220,17 +243,25 @@ pub enum OpenError {
     },
 }
 
+/// Rebuild the state in the configured data directories.
+fn recover_data(
+    config: &ServerConfig,
+    trust_empty_snapshot: bool,
+) -> Result<Restored, RecoveryError> {
+    recover(
+        &config.data_dir,
+        &config.data_log_dir,
+        &RecoveryOptions {
+            extended_types: config.extended_types_enabled(),
+            trust_empty_snapshot,
+        },
+    )
+}
+
 impl Core {
     /// Load the data directory (see [`recover`]) and start the txn log writer.
     pub fn open(config: Arc<ServerConfig>) -> Result<Core, OpenError> {
-        let restored = recover(
-            &config.data_dir,
-            &config.data_log_dir,
-            &RecoveryOptions {
-                extended_types: config.extended_types_enabled(),
-                trust_empty_snapshot: config.trust_empty_snapshot(),
-            },
-        )?;
+        let restored = recover_data(&config, config.trust_empty_snapshot())?;
         Core::from_restored(config, restored, false)
     }
 
@@ -238,14 +269,7 @@ impl Core {
     /// caller says so: the deterministic simulator's core.
     #[cfg(test)]
     pub(crate) fn open_inline(config: Arc<ServerConfig>) -> Result<Core, OpenError> {
-        let restored = recover(
-            &config.data_dir,
-            &config.data_log_dir,
-            &RecoveryOptions {
-                extended_types: config.extended_types_enabled(),
-                trust_empty_snapshot: config.trust_empty_snapshot(),
-            },
-        )?;
+        let restored = recover_data(&config, config.trust_empty_snapshot())?;
         Core::from_restored(config, restored, true)
     }
 
@@ -455,6 +479,16 @@ impl Core {
         }
     }
 
+    /// How far frames may reflect state: a learner applies only committed txns, so anything
+    /// it shows may leave at once; otherwise up to what is durable (standalone) or committed
+    /// (leader).
+    fn release_point(&self) -> i64 {
+        match self.role {
+            Role::Learning(_) => self.last_zxid,
+            _ => self.released,
+        }
+    }
+
     /// Frames that reflect state up to `zxid` may leave now.
     pub(crate) fn release(&mut self, zxid: i64) {
         self.released = self.released.max(zxid);
@@ -521,7 +555,7 @@ impl Core {
     }
 
     fn emit(&mut self, conn: ConnId, out: Outbound) {
-        if self.held.is_empty() && self.released >= self.last_zxid {
+        if self.held.is_empty() && self.release_point() >= self.last_zxid {
             self.emit_now(conn, out);
         } else {
             self.held.push_back((self.last_zxid, conn, out));
@@ -633,38 +667,11 @@ impl Core {
             }
             (id, valid)
         };
-        let mut w = Writer::new();
-        let at = w.begin_frame();
+        let granted = valid.then_some((session_id, timeout));
         if valid {
-            ConnectResponse {
-                protocol_version: 0,
-                time_out: timeout,
-                session_id,
-                passwd: Some(session_password(session_id).to_vec()),
-            }
-            .encode(&mut w);
-        } else {
-            ConnectResponse {
-                protocol_version: 0,
-                time_out: 0,
-                session_id: 0,
-                passwd: Some(vec![0; 16]),
-            }
-            .encode(&mut w);
+            self.attach_session(conn, session_id, timeout);
         }
-        if has_ro {
-            w.bool(false);
-        }
-        w.finish_frame(at);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if valid {
-                c.session_id = session_id;
-                c.timeout = timeout;
-                // Java counts the connect request (cxid 0) as the last one answered.
-                c.stats.last_cxid = c.stats.last_cxid.max(0);
-            }
-        }
-        self.send(conn, w.into_bytes());
+        self.send(conn, connect_response(granted, has_ro, false));
         if valid {
             self.session_conn.insert(session_id, conn);
             tracing::debug!(%remote, session = format_args!("{session_id:#x}"), timeout, "session established");
@@ -690,27 +697,31 @@ impl Core {
         };
         self.sessions.add_session(id, timeout, self.now());
         self.ro_sessions.insert(id);
-        let mut w = Writer::new();
-        let at = w.begin_frame();
-        ConnectResponse {
-            protocol_version: 0,
-            time_out: timeout,
-            session_id: id,
-            passwd: Some(session_password(id).to_vec()),
-        }
-        .encode(&mut w);
-        if has_ro {
-            w.bool(true);
-        }
-        w.finish_frame(at);
+        self.attach_session(conn, id, timeout);
+        self.session_conn.insert(id, conn);
+        self.send(conn, connect_response(Some((id, timeout)), has_ro, true));
+        tracing::info!(session = format_args!("{id:#x}"), "read-only session");
+    }
+
+    /// The connection now carries this session (after a ConnectResponse that grants it).
+    fn attach_session(&mut self, conn: ConnId, session_id: i64, timeout: i32) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.session_id = id;
+            c.session_id = session_id;
             c.timeout = timeout;
+            // Java counts the connect request (cxid 0) as the last one answered.
             c.stats.last_cxid = c.stats.last_cxid.max(0);
         }
-        self.session_conn.insert(id, conn);
-        self.send(conn, w.into_bytes());
-        tracing::info!(session = format_args!("{id:#x}"), "read-only session");
+    }
+
+    /// Close every client connection at once (a role change, leaving read-only mode).
+    fn close_all_clients(&mut self) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for c in conns {
+            if let Some(conn) = self.conns.get(&c) {
+                let _ = conn.out.try_send(Outbound::Close);
+            }
+            self.drop_conn(c);
+        }
     }
 
     /// Enter or leave read-only mode; leaving closes every read-only client (it reconnects
@@ -724,13 +735,7 @@ impl Core {
             tracing::warn!("no quorum for a while: serving read-only clients");
             return;
         }
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        for c in conns {
-            if let Some(conn) = self.conns.get(&c) {
-                let _ = conn.out.try_send(Outbound::Close);
-            }
-            self.drop_conn(c);
-        }
+        self.close_all_clients();
         for id in std::mem::take(&mut self.ro_sessions) {
             self.sessions.remove(id);
         }
@@ -971,7 +976,7 @@ impl Core {
         if matches!(self.role, Role::Leading(_)) {
             let data = crate::quorum::zab::encode_txn_data(&entry, digest);
             self.remember_commit(zxid, data.clone());
-            self.propose(zxid, data);
+            self.propose(zxid, data, digest.map(|d| d.1));
         }
         self.log.send(LogCmd::Append(entry, digest));
         self.maybe_snapshot(zxid);

@@ -21,6 +21,21 @@ pub enum LoadError {
     Duplicate(String),
 }
 
+impl StatPersisted {
+    /// The record as a snapshot stores it (jute `StatPersisted`).
+    pub fn write_to(&self, w: &mut Writer) {
+        w.i64(self.czxid)
+            .i64(self.mzxid)
+            .i64(self.ctime)
+            .i64(self.mtime)
+            .i32(self.version)
+            .i32(self.cversion)
+            .i32(self.aversion)
+            .i64(self.ephemeral_owner)
+            .i64(self.pzxid);
+    }
+}
+
 /// Builds a [`DataTree`] from a snapshot's sections, in file order.
 pub struct TreeLoader {
     tree: DataTree,
@@ -336,16 +351,7 @@ impl DataTree {
             w.ustring(if path == "/" { "" } else { &path })
                 .buffer(n.data.as_deref())
                 .i64(n.acl);
-            let s = &n.stat;
-            w.i64(s.czxid)
-                .i64(s.mzxid)
-                .i64(s.ctime)
-                .i64(s.mtime)
-                .i32(s.version)
-                .i32(s.cversion)
-                .i32(s.aversion)
-                .i64(s.ephemeral_owner)
-                .i64(s.pzxid);
+            n.stat.write_to(w);
             for c in &n.children {
                 stack.push(child_path(&path, c));
             }

@@ -22,12 +22,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Core, Outbound};
-use crate::jute::records::{ConnectResponse, Id};
-use crate::jute::{Encode, ErrorCode, OpCode, Reader, Writer};
+use super::Core;
+use crate::jute::records::Id;
+use crate::jute::{ErrorCode, OpCode, Reader, Writer};
 use crate::persist::epoch::{write_epoch, ACCEPTED_EPOCH, CURRENT_EPOCH};
 use crate::persist::log_writer::{LogSettings, LogWriter};
-use crate::persist::recovery::{recover, RecoveryOptions};
 use crate::persist::txnlog::LogEntry;
 use crate::persist::{files::version_dir, snap_writer, truncate};
 use crate::quorum::wire::{ptype, LearnerInfo, QuorumPacket, ZAB_PROTOCOL_VERSION};
@@ -36,7 +35,7 @@ use crate::quorum::Quorum;
 use crate::request::apply::OpResult;
 use crate::request::prep::WriteRequest;
 use crate::request::txn::{Txn, TxnEntry};
-use crate::session::session_password;
+use crate::tree::DataTree;
 use crate::watch::ConnId;
 
 /// Committed txns a leader keeps in memory to bring a learner up to date by DIFF
@@ -190,6 +189,16 @@ struct Link {
     uptodate_sent: bool,
 }
 
+/// A txn proposed and not yet committed.
+struct Proposal {
+    /// Participants that acked it.
+    acks: BTreeSet<i64>,
+    /// Its PROPOSAL data, sent again as INFORM to observers when it commits.
+    data: Bytes,
+    /// The tree digest after it (for the simulator's commit trace).
+    digest: Option<i64>,
+}
+
 /// A leader's state.
 pub struct Leading {
     pub phase: LeadPhase,
@@ -200,7 +209,7 @@ pub struct Leading {
     newleader_acks: BTreeSet<i64>,
     links: BTreeMap<u64, Link>,
     /// Proposed, not yet committed: zxid → participants that acked it.
-    outstanding: BTreeMap<i64, BTreeSet<i64>>,
+    outstanding: BTreeMap<i64, Proposal>,
     committed: i64,
     /// Forwarded `sync`s: (link, zxid that must commit first).
     pending_syncs: Vec<(u64, i64)>,
@@ -210,6 +219,15 @@ pub struct Leading {
 }
 
 impl Leading {
+    /// The links whose (id, state) satisfy `pred`, collected so the caller may send to them.
+    fn link_ids(&self, pred: impl Fn(u64, &Link) -> bool) -> Vec<u64> {
+        self.links
+            .iter()
+            .filter(|(id, k)| pred(**id, k))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Participants (me included) that have been heard from within syncLimit ticks.
     fn synced_voters(&self, me: i64, limit: Duration, now: Instant) -> BTreeSet<i64> {
         let mut s: BTreeSet<i64> = self
@@ -253,7 +271,7 @@ impl Leading {
             self.outstanding
                 .iter()
                 .next()
-                .map(|(z, a)| (format!("{z:#x}"), a.clone())),
+                .map(|(z, p)| (format!("{z:#x}"), p.acks.clone())),
             self.committed
         )
     }
@@ -297,7 +315,7 @@ pub struct Learning {
     out: mpsc::Sender<Bytes>,
     new_epoch: i64,
     /// Logged proposals waiting for COMMIT, in zxid order.
-    not_committed: VecDeque<LogEntry>,
+    not_committed: VecDeque<(LogEntry, Bytes)>,
     /// Logged proposals to ACK once the log has them on disk.
     unacked: VecDeque<i64>,
     /// NEWLEADER is acked once the log is durable up to this zxid.
@@ -379,16 +397,10 @@ impl Core {
     /// Turn this standalone core into a quorum peer: it starts LOOKING (serving no client)
     /// and session ids carry `my_id` in their top byte.
     pub fn enable_quorum(&mut self, ctx: QuorumCtx) {
-        let now = self.now();
-        let mut tracker =
-            crate::session::SessionTracker::new(ctx.my_id, self.config.tick_time as u64, now);
-        for (id, t) in self.sessions.with_timeouts() {
-            tracker.add_session(id, t, now);
-        }
-        self.sessions = tracker;
         self.quorum = Some(ctx);
+        self.sessions = self.session_tracker(&self.sessions.with_timeouts());
         self.role = Role::Looking;
-        self.looking_since = now;
+        self.looking_since = self.now();
         self.init_config_node();
     }
 
@@ -478,22 +490,15 @@ impl Core {
         let role = std::mem::replace(&mut self.role, Role::Looking);
         // Whatever waited for a commit will not get one from this role.
         self.held.clear();
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        for c in conns {
-            if let Some(conn) = self.conns.get(&c) {
-                let _ = conn.out.try_send(Outbound::Close);
-            }
-            self.drop_conn(c);
-        }
+        self.close_all_clients();
         if let Role::Learning(l) = role {
             // Proposals we logged count as ours for the next election (Java fast-forwards
             // its database over the log the same way).
-            for e in l.not_committed {
+            for (e, data) in l.not_committed {
                 if e.entry.header.zxid > self.last_zxid {
                     self.apply_logged(&e.entry);
                     // Part of this server's history now: a DIFF it sends as leader must
                     // include it.
-                    let data = zab::encode_txn_data(&e.entry, e.digest);
                     self.remember_commit(e.entry.header.zxid, data);
                 }
             }
@@ -633,12 +638,7 @@ impl Core {
                     "learner announced itself"
                 );
                 // Of two links from one sid, the newer wins.
-                let stale: Vec<u64> = l
-                    .links
-                    .iter()
-                    .filter(|(id, k)| **id != link && k.sid == sid)
-                    .map(|(id, _)| *id)
-                    .collect();
+                let stale: Vec<u64> = l.link_ids(|id, k| id != link && k.sid == sid);
                 for s in stale {
                     l.links.remove(&s);
                 }
@@ -704,8 +704,8 @@ impl Core {
                     // The ack of UPTODATE, or an observer's.
                     return;
                 }
-                if let Some(acks) = l.outstanding.get_mut(&pkt.zxid) {
-                    acks.insert(sid);
+                if let Some(p) = l.outstanding.get_mut(&pkt.zxid) {
+                    p.acks.insert(sid);
                 }
                 self.try_commit();
             }
@@ -788,12 +788,7 @@ impl Core {
                 epoch_zxid(epoch),
                 Some(int_data(ZAB_PROTOCOL_VERSION)),
             );
-            let targets: Vec<u64> = l
-                .links
-                .iter()
-                .filter(|(_, k)| k.state == LinkState::Info)
-                .map(|(id, _)| *id)
-                .collect();
+            let targets: Vec<u64> = l.link_ids(|_, k| k.state == LinkState::Info);
             for t in targets {
                 self.send_to_link(t, info.clone());
             }
@@ -823,12 +818,7 @@ impl Core {
             return;
         };
         if l.outstanding.is_empty() {
-            let waiting: Vec<u64> = l
-                .links
-                .iter()
-                .filter(|(_, k)| k.state == LinkState::WantsSync)
-                .map(|(id, _)| *id)
-                .collect();
+            let waiting: Vec<u64> = l.link_ids(|_, k| k.state == LinkState::WantsSync);
             for link in waiting {
                 self.sync_learner(link, epoch);
             }
@@ -844,12 +834,8 @@ impl Core {
         };
         if l.phase == LeadPhase::Serving {
             let up = packet(ptype::UPTODATE, -1, None);
-            let ready: Vec<u64> = l
-                .links
-                .iter()
-                .filter(|(_, k)| k.state == LinkState::Synced && !k.uptodate_sent)
-                .map(|(id, _)| *id)
-                .collect();
+            let ready: Vec<u64> =
+                l.link_ids(|_, k| k.state == LinkState::Synced && !k.uptodate_sent);
             for id in &ready {
                 if let Some(k) = l.links.get_mut(id) {
                     k.uptodate_sent = true;
@@ -1058,18 +1044,20 @@ impl Core {
     }
 
     /// Send a new txn to the followers; it commits when a quorum has logged it.
-    pub(crate) fn propose(&mut self, zxid: i64, data: Bytes) {
+    pub(crate) fn propose(&mut self, zxid: i64, data: Bytes, digest: Option<i64>) {
         let Role::Leading(l) = &mut self.role else {
             return;
         };
-        l.outstanding.insert(zxid, BTreeSet::new());
-        let p = packet(ptype::PROPOSAL, zxid, Some(data));
-        let targets: Vec<u64> = l
-            .links
-            .iter()
-            .filter(|(_, k)| k.forwarding && !k.observer)
-            .map(|(id, _)| *id)
-            .collect();
+        let p = packet(ptype::PROPOSAL, zxid, Some(data.clone()));
+        l.outstanding.insert(
+            zxid,
+            Proposal {
+                acks: BTreeSet::new(),
+                data,
+                digest,
+            },
+        );
+        let targets: Vec<u64> = l.link_ids(|_, k| k.forwarding && !k.observer);
         for t in targets {
             self.send_to_link(t, p.clone());
         }
@@ -1091,62 +1079,37 @@ impl Core {
             let Role::Leading(l) = &mut self.role else {
                 return;
             };
-            while let Some((&zxid, acks)) = l.outstanding.iter().next() {
-                let mut set = acks.clone();
+            while let Some((&zxid, p)) = l.outstanding.iter().next() {
+                let mut set = p.acks.clone();
                 if synced >= zxid {
                     set.insert(me);
                 }
                 if !quorum.contains_quorum(&set) {
                     break;
                 }
-                l.outstanding.remove(&zxid);
+                if let Some(p) = l.outstanding.remove(&zxid) {
+                    commits.push((zxid, p));
+                }
                 l.committed = zxid;
-                commits.push(zxid);
             }
         }
         if commits.is_empty() {
             return;
         }
-        let recent: HashMap<i64, Bytes> = self
-            .quorum
-            .as_ref()
-            .map(|q| {
-                q.committed_log
-                    .iter()
-                    .rev()
-                    .take(commits.len() + 64)
-                    .map(|(z, d)| (*z, d.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
         if let Some(t) = self.commit_trace.as_mut() {
-            for z in &commits {
-                let digest = recent
-                    .get(z)
-                    .and_then(|d| zab::decode_txn_data(d).ok())
-                    .and_then(|e| e.digest.map(|d| d.1));
-                t.push((*z, digest));
-            }
+            t.extend(commits.iter().map(|(z, p)| (*z, p.digest)));
         }
         let Role::Leading(l) = &mut self.role else {
             return;
         };
         let mut sends: Vec<(u64, Bytes)> = Vec::new();
-        for zxid in &commits {
-            let commit = packet(ptype::COMMIT, *zxid, None);
-            let inform = recent
-                .get(zxid)
-                .map(|d| packet(ptype::INFORM, *zxid, Some(d.clone())));
+        for (zxid, p) in commits {
+            let commit = packet(ptype::COMMIT, zxid, None);
+            let inform = packet(ptype::INFORM, zxid, Some(p.data));
             for (id, k) in &l.links {
-                if !k.forwarding {
-                    continue;
-                }
-                if k.observer {
-                    if let Some(i) = &inform {
-                        sends.push((*id, i.clone()));
-                    }
-                } else {
-                    sends.push((*id, commit.clone()));
+                if k.forwarding {
+                    let b = if k.observer { &inform } else { &commit };
+                    sends.push((*id, b.clone()));
                 }
             }
         }
@@ -1352,7 +1315,8 @@ impl Core {
                 }
             }
             ptype::PROPOSAL => {
-                let Ok(e) = zab::decode_txn_data(pkt.data.as_deref().unwrap_or(&[])) else {
+                let data = pkt.data.unwrap_or_default();
+                let Ok(e) = zab::decode_txn_data(&data) else {
                     self.step_down("undecodable PROPOSAL");
                     return;
                 };
@@ -1371,14 +1335,13 @@ impl Core {
                 let Role::Learning(l) = &mut self.role else {
                     return;
                 };
-                l.not_committed.push_back(e);
+                l.not_committed.push_back((e, data));
             }
             ptype::COMMIT => {
-                let front = l.not_committed.front().map(|e| e.entry.header.zxid);
+                let front = l.not_committed.front().map(|e| e.0.entry.header.zxid);
                 match front {
                     Some(z) if z == pkt.zxid => {
-                        if let Some(e) = l.not_committed.pop_front() {
-                            let data = zab::encode_txn_data(&e.entry, e.digest);
+                        if let Some((e, data)) = l.not_committed.pop_front() {
                             self.remember_commit(pkt.zxid, data);
                             self.commit_here(&e.entry, e.digest);
                         }
@@ -1395,7 +1358,8 @@ impl Core {
                 }
             }
             ptype::INFORM => {
-                let Ok(e) = zab::decode_txn_data(pkt.data.as_deref().unwrap_or(&[])) else {
+                let data = pkt.data.unwrap_or_default();
+                let Ok(e) = zab::decode_txn_data(&data) else {
                     self.step_down("undecodable INFORM");
                     return;
                 };
@@ -1408,16 +1372,13 @@ impl Core {
                     e.entry.clone(),
                     e.digest,
                 ));
-                let data = zab::encode_txn_data(&e.entry, e.digest);
                 self.remember_commit(zxid, data);
                 self.commit_here(&e.entry, e.digest);
             }
             ptype::NEWLEADER if l.phase == LearnPhase::Syncing => {
-                let epoch = l.new_epoch;
+                // Acked once the log holds everything before it (see learner_synced).
                 l.newleader_ack = Some((l.last_logged, pkt.zxid));
-                // The log must hold everything before the epoch is ours.
                 self.learner_synced();
-                let _ = epoch;
             }
             ptype::UPTODATE if l.phase == LearnPhase::Syncing => {
                 l.phase = LearnPhase::Serving;
@@ -1426,11 +1387,10 @@ impl Core {
                     let pending: Vec<i64> = l
                         .not_committed
                         .iter()
-                        .map(|e| e.entry.header.zxid)
+                        .map(|e| e.0.entry.header.zxid)
                         .collect();
                     l.unacked.extend(pending);
                 }
-                self.released = self.last_zxid;
                 tracing::info!(epoch, "UPTODATE: serving clients");
                 self.send_to_leader(packet(ptype::ACK, epoch_zxid(epoch), None));
                 self.learner_synced();
@@ -1525,34 +1485,43 @@ impl Core {
             nodes = snap.tree.node_count(),
             "sync by SNAP"
         );
-        let ReceivedSnapshot { sessions, mut tree } = snap;
+        let ReceivedSnapshot { sessions, tree } = snap;
+        self.install_state(tree, &sessions, zxid);
+        if let Err(e) = self.reset_storage(zxid, sessions) {
+            self.step_down(&format!("cannot store the leader's snapshot: {e}"));
+        }
+    }
+
+    /// Replace the tree and the sessions wholesale (a SNAP from the leader, or a reload
+    /// after TRUNC): watches start over, and txns remembered for DIFF belong to the history
+    /// that was replaced.
+    fn install_state(&mut self, mut tree: DataTree, sessions: &[(i64, i32)], zxid: i64) {
         tree.set_extended_types(self.config.extended_types_enabled());
         self.tree = tree;
         self.watches = crate::watch::WatchManager::new();
-        let now = self.now();
-        let mut tracker = crate::session::SessionTracker::new(
-            self.quorum.as_ref().map(|q| q.my_id).unwrap_or(1),
-            self.config.tick_time as u64,
-            now,
-        );
-        for (id, t) in &sessions {
-            tracker.add_session(*id, *t, now);
-        }
-        self.sessions = tracker;
-        if let Err(e) = self.reset_storage(zxid, sessions) {
-            self.step_down(&format!("cannot store the leader's snapshot: {e}"));
-            return;
-        }
+        self.sessions = self.session_tracker(sessions);
         self.last_zxid = zxid;
         self.released = zxid;
         if let Some(q) = self.quorum.as_mut() {
-            // Txns remembered for DIFF belong to the history the snapshot replaced.
             q.committed_log.clear();
         }
         self.init_config_node();
         if let Role::Learning(l) = &mut self.role {
             l.last_logged = zxid;
         }
+    }
+
+    /// A session tracker holding `sessions` from now on, its new ids carrying this
+    /// server's id in their top byte.
+    fn session_tracker(&self, sessions: &[(i64, i32)]) -> crate::session::SessionTracker {
+        let now = self.now();
+        let my_id = self.quorum.as_ref().map(|q| q.my_id).unwrap_or(1);
+        let mut tracker =
+            crate::session::SessionTracker::new(my_id, self.config.tick_time as u64, now);
+        for (id, t) in sessions {
+            tracker.add_session(*id, *t, now);
+        }
+        tracker
     }
 
     /// Restart the log after a snapshot received from the leader.
@@ -1594,40 +1563,10 @@ impl Core {
         self.log.close();
         truncate::truncate_after(&self.config.data_dir, &self.config.data_log_dir, zxid)
             .map_err(|e| e.to_string())?;
-        let restored = recover(
-            &self.config.data_dir,
-            &self.config.data_log_dir,
-            &RecoveryOptions {
-                extended_types: self.config.extended_types_enabled(),
-                trust_empty_snapshot: true,
-            },
-        )
-        .map_err(|e| e.to_string())?;
-        self.tree = restored.tree;
-        self.tree
-            .set_extended_types(self.config.extended_types_enabled());
-        self.watches = crate::watch::WatchManager::new();
-        let now = self.now();
-        let mut tracker = crate::session::SessionTracker::new(
-            self.quorum.as_ref().map(|q| q.my_id).unwrap_or(1),
-            self.config.tick_time as u64,
-            now,
-        );
-        for (id, t) in &restored.sessions {
-            tracker.add_session(*id, *t, now);
-        }
-        self.sessions = tracker;
-        self.last_zxid = restored.zxid;
-        self.released = restored.zxid;
-        if let Some(q) = self.quorum.as_mut() {
-            q.committed_log.clear();
-        }
-        self.init_config_node();
-        self.restart_log(restored.zxid).map_err(|e| e.to_string())?;
-        if let Role::Learning(l) = &mut self.role {
-            l.last_logged = restored.zxid;
-        }
-        Ok(())
+        let restored = super::recover_data(&self.config, true).map_err(|e| e.to_string())?;
+        let sessions: Vec<(i64, i32)> = restored.sessions.into_iter().collect();
+        self.install_state(restored.tree, &sessions, restored.zxid);
+        self.restart_log(restored.zxid).map_err(|e| e.to_string())
     }
 
     /// Apply a committed txn on a learner and answer the local client that asked for it.
@@ -1648,7 +1587,6 @@ impl Core {
         if let Some(t) = self.commit_trace.as_mut() {
             t.push((entry.header.zxid, Some(computed)));
         }
-        self.released = self.last_zxid;
         let session = entry.header.client_id;
         let zxid = entry.header.zxid;
         match &entry.txn {
@@ -1869,38 +1807,14 @@ impl Core {
         has_ro: bool,
         valid: bool,
     ) {
-        let mut w = Writer::new();
-        let at = w.begin_frame();
-        if valid {
-            ConnectResponse {
-                protocol_version: 0,
-                time_out: timeout,
-                session_id,
-                passwd: Some(session_password(session_id).to_vec()),
-            }
-            .encode(&mut w);
-        } else {
-            ConnectResponse {
-                protocol_version: 0,
-                time_out: 0,
-                session_id: 0,
-                passwd: Some(vec![0; 16]),
-            }
-            .encode(&mut w);
-        }
-        if has_ro {
-            w.bool(false);
-        }
-        w.finish_frame(at);
-        let Some(c) = self.conns.get_mut(&conn) else {
+        if !self.conns.contains_key(&conn) {
             return;
-        };
-        if valid {
-            c.session_id = session_id;
-            c.timeout = timeout;
-            c.stats.last_cxid = c.stats.last_cxid.max(0);
         }
-        self.send(conn, w.into_bytes());
+        if valid {
+            self.attach_session(conn, session_id, timeout);
+        }
+        let granted = valid.then_some((session_id, timeout));
+        self.send(conn, super::connect_response(granted, has_ro, false));
         if valid {
             if let Some(old) = self.session_conn.insert(session_id, conn) {
                 if old != conn {

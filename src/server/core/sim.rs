@@ -38,7 +38,7 @@ use crate::persist::truncate::truncate_after;
 use crate::quorum::fle::{answer_when_settled, Action, Election, Settled};
 use crate::quorum::verifier::QuorumVerifier;
 use crate::quorum::wire::{self, ptype, QuorumPacket};
-use crate::quorum::zab::read_snapshot_stream;
+use crate::quorum::zab::{read_snapshot_stream, ReceivedSnapshot};
 use crate::quorum::{Notification, Quorum, ServerState};
 
 const TICK_MS: u64 = 200;
@@ -82,13 +82,61 @@ struct Node {
 struct Link {
     leader: usize,
     learner: usize,
-    to_learner: mpsc::Receiver<Bytes>,
-    to_leader: mpsc::Receiver<Bytes>,
+    /// Leader → learner and learner → leader.
+    down: Pipe,
+    up: Pipe,
     /// When the learner last heard from the leader (its read timeout).
     learner_heard: u64,
-    /// In-flight bytes, in order, with their delivery time.
-    down: VecDeque<(u64, Bytes)>,
-    up: VecDeque<(u64, Bytes)>,
+}
+
+/// One direction of a quorum connection: what a core wrote, in flight in order.
+struct Pipe {
+    rx: mpsc::Receiver<Bytes>,
+    in_flight: VecDeque<(u64, Bytes)>,
+}
+
+impl Pipe {
+    fn new(rx: mpsc::Receiver<Bytes>) -> Pipe {
+        Pipe {
+            rx,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Take what was written (each piece delayed 1–7 ms, never overtaking the one before)
+    /// and return what arrives by `now`.
+    fn pump(&mut self, now: u64, rng: &mut StdRng) -> Vec<Bytes> {
+        let last = self.in_flight.back().map(|x| x.0).unwrap_or(0);
+        while let Ok(b) = self.rx.try_recv() {
+            let at = (now + rng.gen_range(1..8)).max(last);
+            self.in_flight.push_back((at, b));
+        }
+        let mut due = Vec::new();
+        while self.in_flight.front().is_some_and(|x| x.0 <= now) {
+            if let Some((_, b)) = self.in_flight.pop_front() {
+                due.push(b);
+            }
+        }
+        due
+    }
+}
+
+/// The packets in what one side wrote; a SNAP packet comes with the stream after it.
+fn decode_packets(mut r: &[u8], sender: &str) -> Vec<(QuorumPacket, Option<ReceivedSnapshot>)> {
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let mut rd = Reader::new(r);
+        let pkt = match QuorumPacket::decode(&mut rd) {
+            Ok(p) => p,
+            Err(e) => panic!("{sender} sent an undecodable packet: {e}"),
+        };
+        r = &r[rd.position()..];
+        let snap = (pkt.ptype == ptype::SNAP).then(|| {
+            run_ready(read_snapshot_stream(&mut r, 1 << 24, false)).expect("snapshot stream")
+        });
+        out.push((pkt, snap));
+    }
+    out
 }
 
 struct Client {
@@ -436,11 +484,9 @@ impl Sim {
                     Link {
                         leader,
                         learner: i,
-                        to_learner: rx_down,
-                        to_leader: rx_up,
+                        down: Pipe::new(rx_down),
+                        up: Pipe::new(rx_up),
                         learner_heard: self.now,
-                        down: VecDeque::new(),
-                        up: VecDeque::new(),
                     },
                 );
                 self.note(format!("link {id}: {} follows {}", i + 1, leader + 1));
@@ -471,71 +517,31 @@ impl Sim {
             let Some(l) = self.links.get_mut(&id) else {
                 continue;
             };
-            let up_ok = self.isolated.is_empty()
-                || (!self.isolated.contains(&l.leader) && !self.isolated.contains(&l.learner));
             // A partition holds TCP segments back (they are retransmitted after the heal);
             // it never drops some and delivers later ones. A link that stays silent too long
             // is torn down by the learner's read timeout or the leader's sync check.
-            let mut down = Vec::new();
-            let mut up = Vec::new();
-            if !up_ok {
-                if now.saturating_sub(l.learner_heard) > TICK_MS * INIT_LIMIT as u64 {
-                    self.cut_link(id, "the leader went silent");
-                }
-                continue;
-            }
-            let last_down = l.down.back().map(|x| x.0).unwrap_or(0);
-            while let Ok(b) = l.to_learner.try_recv() {
-                let at = (now + self.rng.gen_range(1..8)).max(last_down);
-                l.down.push_back((at, b));
-            }
-            let last_up = l.up.back().map(|x| x.0).unwrap_or(0);
-            while let Ok(b) = l.to_leader.try_recv() {
-                let at = (now + self.rng.gen_range(1..8)).max(last_up);
-                l.up.push_back((at, b));
-            }
-            while l.down.front().is_some_and(|x| x.0 <= now) {
-                if let Some((_, b)) = l.down.pop_front() {
-                    down.push(b);
-                }
-            }
-            while l.up.front().is_some_and(|x| x.0 <= now) {
-                if let Some((_, b)) = l.up.pop_front() {
-                    up.push(b);
-                }
-            }
+            let open = !self.isolated.contains(&l.leader) && !self.isolated.contains(&l.learner);
+            let (down, up) = if open {
+                (
+                    l.down.pump(now, &mut self.rng),
+                    l.up.pump(now, &mut self.rng),
+                )
+            } else {
+                (Vec::new(), Vec::new())
+            };
             if !down.is_empty() {
                 l.learner_heard = now;
             }
             let (leader, learner, heard) = (l.leader, l.learner, l.learner_heard);
             for b in down {
-                let mut r: &[u8] = &b;
-                while !r.is_empty() {
-                    let mut rd = Reader::new(r);
-                    let pkt = match QuorumPacket::decode(&mut rd) {
-                        Ok(p) => p,
-                        Err(e) => panic!("leader sent an undecodable packet: {e}"),
-                    };
-                    r = &r[rd.position()..];
-                    if trace() && pkt.ptype != ptype::PING {
-                        self.log.push(format!(
-                            "{:>7} {} -> {} {} {:#x}",
-                            now,
-                            leader + 1,
-                            learner + 1,
-                            wire::ptype_name(pkt.ptype),
-                            pkt.zxid
-                        ));
-                    }
-                    let msg = if pkt.ptype == ptype::SNAP {
-                        let snap = run_ready(read_snapshot_stream(&mut r, 1 << 24, false))
-                            .expect("snapshot stream");
-                        QuorumMsg::Snapshot {
+                for (pkt, snap) in decode_packets(&b, "leader") {
+                    self.trace_packet(leader, learner, &pkt);
+                    let msg = match snap {
+                        Some(snap) => QuorumMsg::Snapshot {
                             zxid: pkt.zxid,
                             snap: Box::new(snap),
-                        }
-                    } else {
-                        QuorumMsg::FromLeader(pkt)
+                        },
+                        None => QuorumMsg::FromLeader(pkt),
                     };
                     if let Some(c) = self.nodes[learner].core.as_mut() {
                         c.handle_quorum(msg);
@@ -543,34 +549,30 @@ impl Sim {
                 }
             }
             for b in up {
-                let mut r: &[u8] = &b;
-                while !r.is_empty() {
-                    let mut rd = Reader::new(r);
-                    let pkt = match QuorumPacket::decode(&mut rd) {
-                        Ok(p) => p,
-                        Err(e) => panic!("learner sent an undecodable packet: {e}"),
-                    };
-                    r = &r[rd.position()..];
-                    if trace() && pkt.ptype != ptype::PING {
-                        self.log.push(format!(
-                            "{:>7} {} -> {} {} {:#x}",
-                            now,
-                            learner + 1,
-                            leader + 1,
-                            wire::ptype_name(pkt.ptype),
-                            pkt.zxid
-                        ));
-                    }
+                for (pkt, _) in decode_packets(&b, "learner") {
+                    self.trace_packet(learner, leader, &pkt);
                     if let Some(c) = self.nodes[leader].core.as_mut() {
                         c.handle_quorum(QuorumMsg::FromLearner { link: id, pkt });
                     }
                 }
             }
-            // The learner's read timeout (initLimit before it serves, syncLimit after).
-            let limit = TICK_MS * INIT_LIMIT as u64;
-            if now.saturating_sub(heard) > limit {
+            // The learner's read timeout (initLimit, the longer of its two limits).
+            if now.saturating_sub(heard) > TICK_MS * INIT_LIMIT as u64 {
                 self.cut_link(id, "the leader went silent");
             }
+        }
+    }
+
+    fn trace_packet(&mut self, from: usize, to: usize, pkt: &QuorumPacket) {
+        if trace() && pkt.ptype != ptype::PING {
+            self.log.push(format!(
+                "{:>7} {} -> {} {} {:#x}",
+                self.now,
+                from + 1,
+                to + 1,
+                wire::ptype_name(pkt.ptype),
+                pkt.zxid
+            ));
         }
     }
 
