@@ -15,8 +15,12 @@ cells = defaultdict(lambda: defaultdict(list))
 mem = defaultdict(list)
 restart = defaultdict(list)
 crowd = defaultdict(lambda: defaultdict(list))
+snaps = defaultdict(list)
 for r in rows:
     x = r["r"]
+    if "snapsplit" in r:
+        snaps[r["server"]].append((r["snapsplit"], x, r["cpu_ticks"] / r["hz"] * 1e6 / max(x["ops"], 1)))
+        continue
     if x["workload"] in ("storm", "fanout"):
         t = x.get("all_connected_s", x.get("all_notified_s"))
         crowd[(x["workload"], x["sessions"])][r["server"]].append((t, x["p50_us"], x["p99_us"], r["cpu_ticks"] / r["hz"]))
@@ -88,6 +92,32 @@ if restart["java"] and restart["fk"]:
     print("| start to serving, %d znodes | %.2f s | %.2f s | %.1f× faster |" % (n, jm(0), fm(0), jm(0) / max(fm(0), 1e-9)))
     print("| RSS after restart | %.0f MiB | %.0f MiB | %.1f× smaller |" % (jm(1) / 1024, fm(1) / 1024, jm(1) / max(fm(1), 1e-9)))
     print("| newest snapshot on disk | %.1f MiB | %.1f MiB | %.2f× |" % (jm(2) / 2**20, fm(2) / 2**20, jm(2) / max(fm(2), 1)))
+
+if snaps["java"] and snaps["fk"]:
+    print()
+    n = snaps["fk"][0][1]["sessions"]
+    print("| snapshots (setData 100 B, %d sessions, loaded tree; each request filed by whether a snapshot was being written when it began) | Java | fk |" % n)
+    print("|---|---|---|")
+    m = lambda v: statistics.median(v)
+    def lat(kind, part):
+        parts = [t[0][part] for t in snaps[kind] if t[0][part]["n"] > 0]
+        if not parts:
+            return "no samples"
+        return "%d/%d/%d µs (%d requests)" % (m(p["p50_us"] for p in parts), m(p["p99_us"] for p in parts),
+                                             m(p["p999_us"] for p in parts), sum(p["n"] for p in parts))
+    print("| ops/s over the window | %.0f | %.0f |" % (m(t[1]["ops_per_sec"] for t in snaps["java"]), m(t[1]["ops_per_sec"] for t in snaps["fk"])))
+    print("| server CPU µs/op | %.1f | %.1f |" % (m(t[2] for t in snaps["java"]), m(t[2] for t in snaps["fk"])))
+    print("| snapshots written in the window (per run) | %s | %s |" % (
+        ", ".join("%d in %.1f s" % (t[0]["snapshots"], t[0]["snapshot_s"]) for t in snaps["java"]),
+        ", ".join("%d in %.1f s" % (t[0]["snapshots"], t[0]["snapshot_s"]) for t in snaps["fk"])))
+    print("| p50/p99/p99.9 outside snapshots | %s | %s |" % (lat("java", "outside"), lat("fk", "outside")))
+    print("| p50/p99/p99.9 during snapshots | %s | %s |" % (lat("java", "during"), lat("fk", "during")))
+    for kind, name in (("java", "Java"), ("fk", "fk")):
+        d = [t[0]["during"]["p999_us"] for t in snaps[kind] if t[0]["during"]["n"] > 0]
+        o = [t[0]["outside"]["p999_us"] for t in snaps[kind] if t[0]["outside"]["n"] > 0]
+        if d and o:
+            print()
+            print("%s: p99.9 during a snapshot / outside = %.2f." % (name, m(d) / max(m(o), 1)))
 
 if crowd:
     print()

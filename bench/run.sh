@@ -20,6 +20,10 @@ BIG_VALUE_WORKLOADS=${BIG_VALUE_WORKLOADS:-"create set"}   # also run with 1 KiB
 ZNODES=${ZNODES:-100000}
 RESTART=${RESTART:-1}          # also time a restart on the loaded data directory
 CROWD=${CROWD:-10000}          # sessions for the connection storm and the watch fan-out (0 = skip)
+SNAPSHOT=${SNAPSHOT:-1}        # also split write latency by whether a snapshot is being written (needs RESTART=1)
+SNAP_SECONDS=${SNAP_SECONDS:-30}
+SNAP_SESSIONS=${SNAP_SESSIONS:-32}
+SNAP_COUNT=${SNAP_COUNT:-200000}  # snapCount for that run: a snapshot of the loaded tree every few seconds
 # zkServer.sh's default ZK_SERVER_HEAP is 1000m; with a million znodes Java 3.9.5 can run out of
 # it while it restarts (its start-up snapshot), so the harness gives it twice that.
 JAVA_HEAP=${JAVA_HEAP:-2000m}
@@ -50,6 +54,21 @@ start_server() { # start_server java|fk DIR -> sets PID
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# restart_on_data java|fk: start the server on its existing data directory, pinned to CPU 0;
+# prints "<pid> <seconds to serving>" (bench/restart.py) and sets PORT_OF_KIND.
+restart_on_data() {
+  local kind=$1 cmd
+  if [ "$kind" = java ]; then
+    cmd=(taskset -c 0 java "-Xmx$JAVA_HEAP" -Dlogback.configurationFile="$COMPAT_DIR/java-zk/logback.xml"
+         -Dzookeeper.extendedTypesEnabled=true -cp "$(java_zk_cp)"
+         org.apache.zookeeper.server.ZooKeeperServerMain "$work/$kind/zoo.cfg")
+  else
+    cmd=(env RUST_LOG=info taskset -c 0 "$(ferrokeeper_bin)" --config "$work/$kind/zoo.cfg")
+  fi
+  python3 bench/restart.py "$(port_of "$kind")" "$work/$kind/restart.log" -- "${cmd[@]}"
+}
+port_of() { if [ "$1" = java ]; then echo $PORT_JAVA; else echo $PORT_FK; fi; }
 
 hz=$(getconf CLK_TCK)
 for run in $(seq 1 "$RUNS"); do
@@ -103,18 +122,9 @@ for run in $(seq 1 "$RUNS"); do
     if [ "$RESTART" = 1 ]; then
       # Recovery: the same data directory, restarted; time from exec to serving, RSS after.
       snap_bytes=$(stat -c %s "$(ls -t "$work/$kind/data/version-2"/snapshot.* | head -1)")
-      if [ "$kind" = java ]; then
-        cmd=(taskset -c 0 java "-Xmx$JAVA_HEAP" -Dlogback.configurationFile="$COMPAT_DIR/java-zk/logback.xml"
-             -Dzookeeper.extendedTypesEnabled=true -cp "$(java_zk_cp)"
-             org.apache.zookeeper.server.ZooKeeperServerMain "$work/$kind/zoo.cfg")
-        port=$PORT_JAVA
-      else
-        cmd=(env RUST_LOG=info taskset -c 0 "$(ferrokeeper_bin)" --config "$work/$kind/zoo.cfg")
-        port=$PORT_FK
-      fi
       sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
       PID=""; secs=""
-      read -r PID secs < <(python3 bench/restart.py "$port" "$work/$kind/restart.log" -- "${cmd[@]}") || true
+      read -r PID secs < <(restart_on_data "$kind") || true
       if [ -n "$secs" ]; then
         sleep 2
         rss2=$(rss_kb "$PID")
@@ -123,6 +133,39 @@ for run in $(seq 1 "$RUNS"); do
       else
         log "$kind did not come back on its data directory; last lines of its log:"
         tail -20 "$work/$kind/restart.log" >&2
+      fi
+      if [ "$SNAPSHOT" = 1 ]; then
+        # Writes on the loaded tree with snapshots every few seconds; each request's latency
+        # is filed under "during a snapshot" or "outside" by what the data directory shows
+        # when it began (bench/snapwatch.py, bench/snapsplit.py).
+        sed -i '/^snapCount=/d' "$work/$kind/zoo.cfg"
+        echo "snapCount=$SNAP_COUNT" >> "$work/$kind/zoo.cfg"
+        PID=""; secs=""
+        read -r PID secs < <(restart_on_data "$kind") || true
+        if [ -n "$secs" ]; then
+          sleep 10   # the snapshot both servers take after loading
+          rm -f "$work/ready"
+          taskset -c 1 python3 bench/snapwatch.py "$work/$kind/data/version-2" "$work/snaps" \
+              "$((SNAP_SECONDS + 8))" &
+          wpid=$!
+          taskset -c 1 "$gen" --server "127.0.0.1:$(port_of "$kind")" --workload set --sessions "$SNAP_SESSIONS" \
+              --size 100 --seconds "$SNAP_SECONDS" --ready-file "$work/ready" --samples "$work/samples" > "$work/line" &
+          gpid=$!
+          c0=""
+          while kill -0 "$gpid" 2>/dev/null; do
+            if [ -z "$c0" ] && [ -e "$work/ready" ]; then c0=$(cpu_ticks "$PID"); fi
+            sleep 0.01
+          done
+          wait "$gpid"
+          c1=$(cpu_ticks "$PID"); [ -n "$c0" ] || c0=$c1
+          wait "$wpid"
+          split=$(python3 bench/snapsplit.py "$work/samples" "$work/snaps")
+          echo "{\"server\":\"$kind\",\"run\":$run,\"snapsplit\":$split,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"r\":$(cat "$work/line")}" >> "$raw"
+          stop_pid "$PID"
+        else
+          log "$kind did not come back for the snapshot run; last lines of its log:"
+          tail -20 "$work/$kind/restart.log" >&2
+        fi
       fi
     fi
   done

@@ -50,6 +50,10 @@ struct Args {
     /// For `failover`: pid of the leader to kill -9; `--server` lists the surviving members.
     #[arg(long)]
     kill_pid: Option<u32>,
+    /// Also write every measured request as `<start, Unix ns> <latency µs>` to this file, so
+    /// the harness can split them by what the server was doing (bench/snapsplit.py).
+    #[arg(long)]
+    samples: Option<std::path::PathBuf>,
 }
 
 fn open() -> zk::CreateOptions<'static> {
@@ -143,6 +147,12 @@ async fn main() {
         });
     }
     let workload = Arc::new(a.workload.clone());
+    let keep_samples = a.samples.is_some();
+    // The monotonic clock's start as Unix time, so each sample gets a wall-clock start.
+    let unix_at_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let mut tasks = Vec::new();
     for (i, c) in clients.into_iter().enumerate() {
         let workload = workload.clone();
@@ -151,6 +161,7 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new(3).expect("histogram");
             let mut n = 0u64;
+            let mut samples: Vec<(u64, u32)> = Vec::new();
             let node = format!("{root}/n{i}");
             let mut seq = 0u64;
             loop {
@@ -201,19 +212,33 @@ async fn main() {
                 }
                 seq += 1;
                 if t0 - start >= warmup {
-                    h.record(t0.elapsed().as_micros() as u64).ok();
+                    let us = t0.elapsed().as_micros() as u64;
+                    h.record(us).ok();
                     n += 1;
+                    if keep_samples {
+                        let at = unix_at_start + (t0 - start).as_nanos() as u64;
+                        samples.push((at, us.min(u32::MAX as u64) as u32));
+                    }
                 }
             }
-            (h, n)
+            (h, n, samples)
         }));
     }
     let mut total = Histogram::<u64>::new(3).expect("histogram");
     let mut ops = 0;
+    let mut all_samples = Vec::new();
     for t in tasks {
-        let (h, n) = t.await.expect("task");
+        let (h, n, samples) = t.await.expect("task");
         total.add(h).ok();
         ops += n;
+        all_samples.extend(samples);
+    }
+    if let Some(path) = &a.samples {
+        let mut text = String::with_capacity(all_samples.len() * 24);
+        for (at, us) in &all_samples {
+            text.push_str(&format!("{at} {us}\n"));
+        }
+        std::fs::write(path, text).expect("write samples");
     }
     println!(
         "{{\"workload\":\"{}\",\"sessions\":{},\"size\":{},\"ops\":{},\"ops_per_sec\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{}}}",

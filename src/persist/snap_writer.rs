@@ -1,16 +1,21 @@
 //! Writing snapshots in Java's format, without stalling writes.
 //!
 //! Like Java's, our snapshots are fuzzy: the core serializes the tree a slice at a time
-//! between requests (see [`DataTree::serialize_slice`]), so a snapshot named after zxid Z
-//! holds every change up to Z and possibly some later ones; recovery replays the log from Z
-//! and tolerates what is already there. A background thread takes the slices, stores them in
-//! a scratch file, and at the end writes the real file: header, sessions, the ACL cache (taken
-//! last, and pinned while the walk runs, so every reference the nodes carry is in it), the
-//! nodes, and the Adler-32 seal; then it fsyncs, waits until the log is durable up to Z, and
-//! renames the file into place.
+//! between requests, taking a bounded share of its time (see [`DataTree::serialize_slice`]
+//! and the core's walk pacing), so a snapshot named after zxid Z holds every change up to Z
+//! and possibly some later ones; recovery replays the log from Z and tolerates what is
+//! already there. A background thread at idle CPU priority writes the file as the slices
+//! come: header, the sessions and ACL cache as of the start (the cache is pinned while the
+//! walk runs, so every reference it held stays valid), the nodes, the Adler-32 seal; with
+//! direct I/O where the file system allows, so that the snapshot's bytes neither pass
+//! through the page cache nor queue up as dirty pages ahead of the log's fsyncs. If a walked
+//! node carries an ACL interned after the start (rare: a new ACL list during the walk), or
+//! the snapshot is compressed, the file is written again at the end with the ACL cache of
+//! then. Last it fsyncs, waits until the log is durable up to Z, and renames the file into
+//! place.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -24,7 +29,7 @@ use super::txnlog::Adler32;
 use crate::jute::records::Acl;
 use crate::jute::Writer;
 use crate::session::SessionTracker;
-use crate::tree::{DataTree, DIGEST_VERSION};
+use crate::tree::{DataTree, WalkStack, DIGEST_VERSION};
 
 /// Slices the core may hand over before it waits for the writer thread.
 const SLICE_QUEUE: usize = 16;
@@ -44,24 +49,143 @@ pub struct Preamble {
 }
 
 enum SnapMsg {
+    /// The sessions and ACL cache as the walk begins; the writer starts the file with them.
+    Begin {
+        sessions: Vec<(i64, i32)>,
+        acls: Vec<(i64, Vec<Acl>)>,
+    },
     Nodes(Vec<u8>),
-    Finish(Preamble),
+    /// The walk is done. `diverted`: some node walked refers to an ACL interned after the
+    /// walk began, which the file's ACL section (written first) lacks; the file is then
+    /// written again with the cache as of the end.
+    Finish {
+        pre: Preamble,
+        diverted: bool,
+    },
 }
 
-/// Bytes written to a snapshot between two syncs. A snapshot is tens or hundreds of MiB; left
-/// to one fsync at the end it floods the disk queue, and the txn log's fsyncs (which every
-/// acknowledged write waits for) queue behind it. Syncing as it goes keeps each log fsync
-/// behind at most this much.
+/// Bytes written to a snapshot between two syncs when it goes through the page cache. A
+/// snapshot is tens or hundreds of MiB; left to one fsync at the end it floods the disk queue,
+/// and the txn log's fsyncs (which every acknowledged write waits for) queue behind it.
 const SNAPSHOT_SYNC_BYTES: u64 = 512 * 1024;
+/// Size of each direct write, and the alignment direct I/O needs for buffers, sizes and
+/// offsets. One write in flight at a time, so a log fsync waits behind at most this much.
+const DIRECT_CHUNK: usize = 128 * 1024;
+const DIRECT_ALIGN: usize = 4096;
 
-/// A file that is fdatasync'ed every [`SNAPSHOT_SYNC_BYTES`].
-struct Paced {
+/// The snapshot file. Written with direct I/O (`O_DIRECT`) where the file system allows it:
+/// the bytes go from our buffer to the disk without being copied into the page cache, so
+/// the snapshot neither costs the server's core that copy nor leaves hundreds of MiB of dirty
+/// pages whose writeback (by kernel threads at normal priority) competes with requests and
+/// with the log's fsyncs. Otherwise it goes through the page cache, fdatasync'ed every
+/// [`SNAPSHOT_SYNC_BYTES`].
+struct SnapFile {
     file: File,
+    direct: Option<Direct>,
     unsynced: u64,
 }
 
-impl Write for Paced {
+/// The direct-I/O buffer: `raw` holds an aligned window of [`DIRECT_CHUNK`] at `start`.
+struct Direct {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+    offset: u64,
+}
+
+impl SnapFile {
+    fn create(path: &Path) -> io::Result<SnapFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        match opts.clone().custom_flags(libc::O_DIRECT).open(path) {
+            Ok(file) => {
+                let raw = vec![0u8; DIRECT_CHUNK + DIRECT_ALIGN];
+                let start = raw.as_ptr().align_offset(DIRECT_ALIGN);
+                Ok(SnapFile {
+                    file,
+                    direct: Some(Direct {
+                        raw,
+                        start,
+                        len: 0,
+                        offset: 0,
+                    }),
+                    unsynced: 0,
+                })
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no direct I/O for snapshots here");
+                Ok(SnapFile {
+                    file: opts.open(path)?,
+                    direct: None,
+                    unsynced: 0,
+                })
+            }
+        }
+    }
+
+    /// Write the direct buffer's first `len` bytes (a multiple of the alignment) at its offset.
+    /// A file system that accepts `O_DIRECT` at open but refuses the write gets the rest
+    /// through the page cache.
+    fn write_direct(&mut self, len: usize) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        use std::os::unix::io::AsRawFd;
+        let Some(d) = self.direct.as_mut() else {
+            return Ok(());
+        };
+        let chunk = &d.raw[d.start..d.start + len];
+        match self.file.write_all_at(chunk, d.offset) {
+            Ok(()) => {
+                d.offset += len as u64;
+                d.len = 0;
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && d.offset == 0 => {
+                tracing::debug!("direct snapshot write refused; using the page cache");
+                let fd = self.file.as_raw_fd();
+                // SAFETY: F_GETFL/F_SETFL on a descriptor we own; no memory is passed.
+                let ok = unsafe {
+                    let flags = libc::fcntl(fd, libc::F_GETFL);
+                    flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) == 0
+                };
+                if !ok {
+                    return Err(e);
+                }
+                let pending = d.raw[d.start..d.start + d.len].to_vec();
+                self.direct = None;
+                self.write_all(&pending)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write what is buffered (padded to the alignment, then the file cut to its real
+    /// length) and return the file, not yet synced.
+    fn finish(mut self) -> io::Result<File> {
+        if let Some(d) = self.direct.as_mut() {
+            if d.len > 0 {
+                let real = d.offset + d.len as u64;
+                let padded = d.len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+                d.raw[d.start + d.len..d.start + padded].fill(0);
+                self.write_direct(padded)?;
+                self.file.set_len(real)?;
+            }
+        }
+        Ok(self.file)
+    }
+}
+
+impl Write for SnapFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(d) = self.direct.as_mut() {
+            let n = (DIRECT_CHUNK - d.len).min(buf.len());
+            d.raw[d.start + d.len..d.start + d.len + n].copy_from_slice(&buf[..n]);
+            d.len += n;
+            if d.len == DIRECT_CHUNK {
+                self.write_direct(DIRECT_CHUNK)?;
+            }
+            return Ok(n);
+        }
         let n = self.file.write(buf)?;
         self.unsynced += n as u64;
         if self.unsynced >= SNAPSHOT_SYNC_BYTES {
@@ -80,11 +204,14 @@ impl Write for Paced {
 struct Checked<W: Write> {
     inner: W,
     sum: Adler32,
+    /// Bytes put so far (before compression).
+    written: u64,
 }
 
 impl<W: Write> Checked<W> {
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.sum.update(bytes);
+        self.written += bytes.len() as u64;
         self.inner.write_all(bytes)
     }
 
@@ -112,38 +239,34 @@ pub fn write_sessions_and_acls(w: &mut Writer, sessions: &[(i64, i32)], acls: &[
     }
 }
 
-/// Write a complete snapshot file at `path`: preamble, the node records in `nodes`, the end
-/// marker and the seal, compressed with `method`, fsynced.
-pub fn write_file(
+type SnapOut = Checked<Compressor<BufWriter<SnapFile>>>;
+
+/// Create the snapshot file at `path` and write its header, sessions and ACL cache; returns
+/// the writer and how many bytes precede the nodes (uncompressed).
+fn open_file(
     path: &Path,
     method: Compression,
-    pre: &Preamble,
-    nodes: &mut dyn Read,
-) -> io::Result<u64> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
+    sessions: &[(i64, i32)],
+    acls: &[(i64, Vec<Acl>)],
+) -> io::Result<(SnapOut, u64)> {
     let mut out = Checked {
         inner: Compressor::new(
             method,
-            BufWriter::with_capacity(256 * 1024, Paced { file, unsynced: 0 }),
+            BufWriter::with_capacity(64 * 1024, SnapFile::create(path)?),
         )?,
         sum: Adler32::default(),
+        written: 0,
     };
     let mut w = Writer::new();
     w.i32(SNAP_MAGIC).i32(2).i64(-1);
-    write_sessions_and_acls(&mut w, &pre.sessions, &pre.acls);
+    write_sessions_and_acls(&mut w, sessions, acls);
     out.put(&w.buf)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = nodes.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        out.put(&buf[..n])?;
-    }
+    Ok((out, w.buf.len() as u64))
+}
+
+/// Write what follows the nodes (end marker, seals, digest, last zxid), then fsync; returns
+/// the file's size.
+fn finish_file(mut out: SnapOut, pre: &Preamble) -> io::Result<u64> {
     let mut end = Writer::new();
     end.ustring("/");
     out.put(&end.buf)?;
@@ -157,9 +280,29 @@ pub fn write_file(
     out.put(&pre.last_zxid.to_be_bytes())?;
     out.seal()?;
     let bufw = out.inner.finish()?;
-    let file = bufw.into_inner().map_err(|e| e.into_error())?.file;
+    let file = bufw.into_inner().map_err(|e| e.into_error())?.finish()?;
     file.sync_all()?;
     Ok(file.metadata()?.len())
+}
+
+/// Write a complete snapshot file at `path`: preamble, the node records in `nodes`, the end
+/// marker and the seal, compressed with `method`, fsynced.
+pub fn write_file(
+    path: &Path,
+    method: Compression,
+    pre: &Preamble,
+    nodes: &mut dyn Read,
+) -> io::Result<u64> {
+    let (mut out, _) = open_file(path, method, &pre.sessions, &pre.acls)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = nodes.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.put(&buf[..n])?;
+    }
+    finish_file(out, pre)
 }
 
 /// Write a whole snapshot of `tree` at `zxid` synchronously (start-up's `snapshot.0`, tests).
@@ -173,7 +316,7 @@ pub fn write_now(
 ) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let mut nodes = Writer::new();
-    let mut stack = vec!["/".to_owned()];
+    let mut stack = crate::tree::WalkStack::new();
     while !stack.is_empty() {
         tree.serialize_slice(&mut stack, &mut nodes, usize::MAX);
     }
@@ -205,11 +348,15 @@ pub struct SnapSettings {
 /// A snapshot in progress, driven by the core.
 struct Job {
     zxid: i64,
-    stack: Vec<String>,
+    stack: WalkStack,
     tx: SyncSender<SnapMsg>,
     /// Serialized nodes not yet handed to the writer thread.
     slice: Vec<u8>,
     nodes: u64,
+    /// ACL references from here on were interned after the walk began.
+    acl_next: i64,
+    /// The largest ACL reference a walked node carried.
+    max_acl: i64,
 }
 
 /// The core's snapshot driver: at most one snapshot at a time.
@@ -219,6 +366,8 @@ pub struct Snapshotter {
     busy: Arc<AtomicBool>,
     synced: Arc<AtomicI64>,
     job: Option<Job>,
+    /// The writer thread of the last snapshot begun.
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Snapshotter {
@@ -228,6 +377,7 @@ impl Snapshotter {
             busy: Arc::new(AtomicBool::new(false)),
             synced,
             job: None,
+            thread: None,
         }
     }
 
@@ -238,7 +388,7 @@ impl Snapshotter {
 
     /// Begin a snapshot of the tree as of `zxid`; false (and nothing happens) if the previous
     /// one is still being written, as Java skips a snapshot when it is "too busy".
-    pub fn begin(&mut self, tree: &mut DataTree, zxid: i64) -> bool {
+    pub fn begin(&mut self, tree: &mut DataTree, sessions: &SessionTracker, zxid: i64) -> bool {
         if self.busy.swap(true, Ordering::AcqRel) {
             tracing::warn!("previous snapshot still being written; skipping this one");
             return false;
@@ -250,9 +400,9 @@ impl Snapshotter {
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
-                lower_priority();
+                let mut prio = Priority::lower();
                 let started = Instant::now();
-                match write_snapshot(&settings, zxid, rx, &synced) {
+                match write_snapshot(&settings, zxid, rx, &synced, &mut prio) {
                     Ok(Some((path, bytes))) => tracing::info!(
                         file = %path.display(),
                         bytes,
@@ -264,24 +414,36 @@ impl Snapshotter {
                 }
                 busy.store(false, Ordering::Release);
             });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the snapshot thread");
-            self.busy.store(false, Ordering::Release);
-            return false;
+        match spawned {
+            Ok(handle) => self.thread = Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the snapshot thread");
+                self.busy.store(false, Ordering::Release);
+                return false;
+            }
         }
         tree.pin_acls(true);
+        // The file starts with the sessions and ACL cache of now (Java takes them at the
+        // start too); the queue is empty, so this cannot block.
+        let _ = tx.send(SnapMsg::Begin {
+            sessions: sessions.with_timeouts(),
+            acls: tree.acl_cache_entries(),
+        });
         self.job = Some(Job {
             zxid,
-            stack: vec!["/".to_owned()],
+            stack: WalkStack::new(),
             tx,
             slice: Vec::new(),
             nodes: 0,
+            acl_next: tree.acl_next_ref(),
+            max_acl: i64::MIN,
         });
         tracing::info!(zxid = format_args!("{zxid:#x}"), "snapshot started");
         true
     }
 
     /// Serialize up to `budget` more nodes. Call between requests while [`walking`] is true.
+    /// False when nothing could be done: the writer thread is behind.
     ///
     /// [`walking`]: Snapshotter::walking
     pub fn step(
@@ -290,8 +452,10 @@ impl Snapshotter {
         sessions: &SessionTracker,
         last_zxid: i64,
         budget: usize,
-    ) {
-        let Some(job) = self.job.as_mut() else { return };
+    ) -> bool {
+        let Some(job) = self.job.as_mut() else {
+            return false;
+        };
         // Hand over a full slice (or the last one); if the writer is behind, wait for it
         // rather than buffer more.
         let full =
@@ -302,17 +466,18 @@ impl Snapshotter {
                 Ok(()) => {}
                 Err(TrySendError::Full(SnapMsg::Nodes(s))) => {
                     job.slice = s;
-                    return;
+                    return false;
                 }
                 Err(_) => {
                     self.abandon(tree);
-                    return;
+                    return false;
                 }
             }
         }
         if !job.stack.is_empty() {
             let mut w = Writer::with_capacity(16 * 1024);
-            job.nodes += tree.serialize_slice(&mut job.stack, &mut w, budget) as u64;
+            job.nodes +=
+                tree.serialize_slice_acls(&mut job.stack, &mut w, budget, &mut job.max_acl) as u64;
             job.slice.extend_from_slice(&w.buf);
         }
         if job.stack.is_empty() && job.slice.is_empty() {
@@ -328,11 +493,35 @@ impl Snapshotter {
             tree.pin_acls(false);
             let nodes = job.nodes;
             let zxid = job.zxid;
-            if job.tx.send(SnapMsg::Finish(pre)).is_err() {
+            let diverted = job.max_acl >= job.acl_next;
+            if job.tx.send(SnapMsg::Finish { pre, diverted }).is_err() {
                 tracing::error!("snapshot thread went away");
             }
             tracing::debug!(zxid, nodes, "snapshot walk done");
             self.job = None;
+        }
+        true
+    }
+
+    /// At shutdown: a walk still going is abandoned (its thread removes what it wrote); a file
+    /// being finished gets up to `grace` to go into place. Either way no unfinished file is
+    /// left for the next start, or for Java, to find.
+    pub fn shutdown(&mut self, tree: &mut DataTree, grace: Duration) {
+        if self.job.is_some() {
+            tracing::info!("shutting down during a snapshot walk; abandoning it");
+            self.abandon(tree);
+        }
+        let Some(handle) = self.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + grace;
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        } else {
+            tracing::warn!("snapshot still being written at shutdown; its file is left unfinished");
         }
     }
 
@@ -342,39 +531,93 @@ impl Snapshotter {
     }
 }
 
+/// Where the writer thread puts the nodes while the walk runs.
+enum Sink {
+    /// Straight into the snapshot file, after the sessions and ACL cache of the walk's
+    /// start: each byte is written once. `nodes_at` is where the nodes begin.
+    File { out: Box<SnapOut>, nodes_at: u64 },
+    /// Into a scratch file, and the snapshot file is written at the end with the ACL cache
+    /// of then: for a compressed snapshot, which cannot be re-read cheaply if the walk meets
+    /// an ACL newer than its start.
+    Scratch {
+        file: BufWriter<File>,
+        path: PathBuf,
+    },
+}
+
 fn write_snapshot(
     settings: &SnapSettings,
     zxid: i64,
     rx: Receiver<SnapMsg>,
     synced: &AtomicI64,
+    prio: &mut Priority,
 ) -> io::Result<Option<(PathBuf, u64)>> {
     fs::create_dir_all(&settings.dir)?;
+    let name = snapshot_name(zxid, settings.compression.suffix());
+    let tmp = settings.dir.join(format!("{name}.tmp"));
     let scratch_path = settings
         .dir
         .join(format!(".fk-snapshot-nodes.{zxid:x}.tmp"));
-    let mut scratch = BufWriter::with_capacity(
-        1 << 20,
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&scratch_path)?,
-    );
     let result = (|| {
-        let pre = loop {
-            match rx.recv() {
-                Ok(SnapMsg::Nodes(b)) => scratch.write_all(&b)?,
-                Ok(SnapMsg::Finish(pre)) => break Some(pre),
-                Err(_) => break None,
+        let Ok(SnapMsg::Begin { sessions, acls }) = rx.recv() else {
+            return Ok(None);
+        };
+        let mut sink = if settings.compression == Compression::None {
+            let (out, nodes_at) = open_file(&tmp, settings.compression, &sessions, &acls)?;
+            Sink::File {
+                out: Box::new(out),
+                nodes_at,
+            }
+        } else {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&scratch_path)?;
+            Sink::Scratch {
+                file: BufWriter::with_capacity(1 << 20, file),
+                path: scratch_path.clone(),
             }
         };
-        let Some(pre) = pre else { return Ok(None) };
-        scratch.flush()?;
-        let mut nodes: File = File::open(&scratch_path)?;
-        let name = snapshot_name(zxid, settings.compression.suffix());
-        let tmp = settings.dir.join(format!("{name}.tmp"));
-        let bytes = write_file(&tmp, settings.compression, &pre, &mut nodes)?;
+        let (pre, diverted) = loop {
+            prio.check();
+            match rx.recv() {
+                Ok(SnapMsg::Nodes(b)) => match &mut sink {
+                    Sink::File { out, .. } => out.put(&b)?,
+                    Sink::Scratch { file, .. } => file.write_all(&b)?,
+                },
+                Ok(SnapMsg::Finish { pre, diverted }) => break (pre, diverted),
+                Ok(SnapMsg::Begin { .. }) | Err(_) => return Ok(None),
+            }
+        };
+        let bytes = match sink {
+            Sink::File { out, .. } if !diverted => finish_file(*out, &pre)?,
+            Sink::File { out, nodes_at } => {
+                // A walked node carries an ACL interned after the start: the file is written
+                // again, its ACL section from the end of the walk, its nodes copied over.
+                tracing::info!(
+                    zxid,
+                    "an ACL was added during the walk; rewriting the snapshot"
+                );
+                let nodes_end = out.written;
+                let first = out.inner.finish()?;
+                drop(first.into_inner().map_err(|e| e.into_error())?.finish()?);
+                fs::rename(&tmp, &scratch_path)?;
+                let mut nodes = File::open(&scratch_path)?;
+                nodes.seek(SeekFrom::Start(nodes_at))?;
+                write_file(
+                    &tmp,
+                    settings.compression,
+                    &pre,
+                    &mut nodes.take(nodes_end - nodes_at),
+                )?
+            }
+            Sink::Scratch { mut file, path } => {
+                file.flush()?;
+                drop(file);
+                write_file(&tmp, settings.compression, &pre, &mut File::open(&path)?)?
+            }
+        };
         // The snapshot may include txns up to `zxid` that are still on their way to disk; it
         // must not outlive them in a crash, so it goes into place only once they are durable.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -392,15 +635,60 @@ fn write_snapshot(
         Ok(Some((path, bytes)))
     })();
     let _ = fs::remove_file(&scratch_path);
+    if !matches!(result, Ok(Some(_))) {
+        let _ = fs::remove_file(&tmp);
+    }
     result
 }
 
-/// Niceness of the snapshot thread: it yields the CPU to the core and the log writer, whose
-/// latency every client sees, and still finishes under full load (about a tenth of a core).
+/// Niceness of the snapshot thread once it has run for [`IDLE_FOR`]: it still yields to the
+/// core and the log writer, and finishes under full load (about a tenth of a core).
 const SNAPSHOT_NICE: i32 = 10;
+/// How long the snapshot thread runs at idle priority first.
+const IDLE_FOR: Duration = Duration::from_secs(5);
 
-/// Lower the calling thread's CPU priority (Linux nice values are per thread).
-fn lower_priority() {
+/// The snapshot thread's CPU priority. It starts at `SCHED_IDLE`: whenever the core or the log
+/// writer wakes it is preempted at once, so a request never waits behind snapshot I/O for a
+/// scheduler slice (a nice value alone still lets it finish its slice first: milliseconds of
+/// p99). Idle priority can starve under sustained full load, so after [`IDLE_FOR`] the thread
+/// moves to a plain low priority and the snapshot still completes.
+struct Priority {
+    since: Instant,
+    idle: bool,
+}
+
+impl Priority {
+    fn lower() -> Priority {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads the parameter struct we pass; pid 0 is this thread.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "cannot move the snapshot thread to SCHED_IDLE");
+            set_nice();
+        }
+        Priority {
+            since: Instant::now(),
+            idle: rc == 0,
+        }
+    }
+
+    /// Called as the thread works: leave idle priority once it has had it for long enough.
+    fn check(&mut self) {
+        if self.idle && self.since.elapsed() >= IDLE_FOR {
+            self.idle = false;
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as in `lower`.
+            let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+            if rc == 0 {
+                set_nice();
+            }
+            tracing::debug!("snapshot thread leaves idle priority");
+        }
+    }
+}
+
+/// Lower the calling thread's nice value (Linux nice values are per thread).
+fn set_nice() {
     // SAFETY: setpriority has no memory-safety preconditions; `who = 0` is the calling thread.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, SNAPSHOT_NICE) };
     if rc != 0 {

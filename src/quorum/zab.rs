@@ -141,7 +141,7 @@ pub fn decode_revalidate_reply(data: &[u8]) -> Result<(i64, bool), ZabError> {
 pub fn encode_snapshot_stream(tree: &DataTree, sessions: &[(i64, i32)]) -> Vec<u8> {
     let mut w = Writer::with_capacity(64 + tree.node_count() * 128);
     write_sessions_and_acls(&mut w, sessions, &tree.acl_cache_entries());
-    let mut stack = vec!["/".to_owned()];
+    let mut stack = crate::tree::WalkStack::new();
     while !stack.is_empty() {
         tree.serialize_slice(&mut stack, &mut w, usize::MAX);
     }

@@ -96,6 +96,11 @@ impl AclCache {
         }
     }
 
+    /// The reference the next new entry will get; every existing one is below it.
+    pub fn next_ref(&self) -> i64 {
+        self.next
+    }
+
     /// Keep unused entries until [`AclCache::unpin`].
     pub fn pin(&mut self) {
         self.pinned = true;

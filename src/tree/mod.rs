@@ -24,7 +24,7 @@ use crate::jute::records::{Acl, Stat};
 pub use acl_cache::{AclCache, OPEN_UNSAFE_ACL_REF};
 pub use children::Children;
 pub use path::{parent_and_name, sequential_suffix, validate_path};
-pub use persist::{LoadError, PreparedNode, TreeLoader};
+pub use persist::{LoadError, PreparedNode, TreeLoader, WalkStack};
 
 /// The quota tree's root.
 pub const QUOTA_ROOT: &str = "/zookeeper/quota";

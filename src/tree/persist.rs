@@ -36,6 +36,45 @@ impl StatPersisted {
     }
 }
 
+/// Children queued per step of a walk: a parent with a million children is taken a run at a
+/// time, resuming after the last name, not all at once.
+const CHILD_RUN: usize = 16;
+
+/// Where a preorder walk of the tree (a snapshot's node section) stands, so that it can stop
+/// after any number of nodes and resume while the tree changes: a node is written before its
+/// children, and each parent's children are taken in runs, in name order, resuming after the
+/// last name taken. A node created behind the walk is missed and one deleted ahead of it is
+/// skipped; the log replayed over the snapshot covers both.
+#[derive(Debug)]
+pub struct WalkStack(Vec<Frame>);
+
+#[derive(Debug)]
+enum Frame {
+    Node(String),
+    Children {
+        parent: String,
+        after: Option<Box<str>>,
+    },
+}
+
+impl WalkStack {
+    /// A walk from the root.
+    pub fn new() -> WalkStack {
+        WalkStack(vec![Frame::Node("/".to_owned())])
+    }
+
+    /// The walk is done.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Default for WalkStack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Builds a [`DataTree`] from a snapshot's sections, in file order.
 pub struct TreeLoader {
     tree: DataTree,
@@ -46,8 +85,8 @@ pub struct TreeLoader {
 }
 
 /// A node on the chain [`TreeLoader`] keeps: its children's names wait here until the load
-/// has moved past its subtree, then go into its set at once, the set sized for all of them
-/// (a set grown one name at a time moves every name at each doubling).
+/// has moved past its subtree, then go into its set at once (built in one pass from the
+/// sorted names rather than one insert at a time).
 #[derive(Default)]
 struct Open {
     path: String,
@@ -63,11 +102,18 @@ impl Open {
             return;
         }
         if let Some(n) = nodes.get_mut(self.path.as_str()) {
-            n.children.reserve(self.ends.len());
             let mut start = 0;
-            for &end in &self.ends {
-                n.children.insert(&self.names[start..end]);
+            let names = self.ends.iter().map(|&end| {
+                let name = &self.names[start..end];
                 start = end;
+                name
+            });
+            if n.children.is_empty() {
+                n.children = super::Children::from_names(names);
+            } else {
+                for name in names {
+                    n.children.insert(name);
+                }
             }
         }
         self.names.clear();
@@ -338,27 +384,72 @@ impl DataTree {
     /// were deleted since they were queued are skipped, and children created after their
     /// parent was visited are not visited (the log replay after the snapshot covers both).
     /// Returns how many nodes were written.
-    pub fn serialize_slice(&self, stack: &mut Vec<String>, w: &mut Writer, budget: usize) -> usize {
+    pub fn serialize_slice(&self, stack: &mut WalkStack, w: &mut Writer, budget: usize) -> usize {
+        let mut max_acl = i64::MIN;
+        self.serialize_slice_acls(stack, w, budget, &mut max_acl)
+    }
+
+    /// [`DataTree::serialize_slice`], also raising `max_acl` to the largest ACL reference a
+    /// written node carries (a snapshot written as it walks checks that its ACL section,
+    /// taken before the walk, holds them all).
+    pub fn serialize_slice_acls(
+        &self,
+        stack: &mut WalkStack,
+        w: &mut Writer,
+        budget: usize,
+        max_acl: &mut i64,
+    ) -> usize {
         let mut written = 0;
-        // Work units: one per node, plus one per 16 children queued (a parent with a million
-        // children is a lot of paths to queue).
+        // Work units: one per node, one per run of children queued.
         let mut work = 0;
         while work < budget {
-            let Some(path) = stack.pop() else { break };
-            let Some(n) = self.nodes.get(path.as_str()) else {
-                continue;
-            };
-            w.ustring(if path == "/" { "" } else { &path })
-                .buffer(n.data.as_deref())
-                .i64(n.acl);
-            n.stat.write_to(w);
-            for c in &n.children {
-                stack.push(child_path(&path, c));
+            let Some(frame) = stack.0.pop() else { break };
+            work += 1;
+            match frame {
+                Frame::Node(path) => {
+                    let Some(n) = self.nodes.get(path.as_str()) else {
+                        continue;
+                    };
+                    w.ustring(if path == "/" { "" } else { &path })
+                        .buffer(n.data.as_deref())
+                        .i64(n.acl);
+                    n.stat.write_to(w);
+                    *max_acl = (*max_acl).max(n.acl);
+                    written += 1;
+                    if !n.children.is_empty() {
+                        stack.0.push(Frame::Children {
+                            parent: path,
+                            after: None,
+                        });
+                    }
+                }
+                Frame::Children { parent, after } => {
+                    let Some(n) = self.nodes.get(parent.as_str()) else {
+                        continue;
+                    };
+                    let names = n.children.after(after.as_deref(), CHILD_RUN);
+                    let Some(last) = names.last() else { continue };
+                    let more = names.len() == CHILD_RUN;
+                    let last: Box<str> = (*last).into();
+                    let paths: Vec<String> = names.iter().map(|c| child_path(&parent, c)).collect();
+                    if more {
+                        stack.0.push(Frame::Children {
+                            parent,
+                            after: Some(last),
+                        });
+                    }
+                    // Reversed, so the first name is walked first (and its subtree before
+                    // the next name).
+                    stack.0.extend(paths.into_iter().rev().map(Frame::Node));
+                }
             }
-            written += 1;
-            work += 1 + n.children.len() / 16;
         }
         written
+    }
+
+    /// The reference the next newly interned ACL list will get (references only grow).
+    pub fn acl_next_ref(&self) -> i64 {
+        self.acls.next_ref()
     }
 
     /// Keep every ACL entry while a snapshot is being written (see [`super::AclCache::pin`]).
