@@ -357,6 +357,8 @@ struct Job {
     acl_next: i64,
     /// The largest ACL reference a walked node carried.
     max_acl: i64,
+    /// The walk is done and this waits for room in the writer's queue.
+    finish: Option<SnapMsg>,
 }
 
 /// The core's snapshot driver: at most one snapshot at a time.
@@ -368,6 +370,8 @@ pub struct Snapshotter {
     job: Option<Job>,
     /// The writer thread of the last snapshot begun.
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set to make that thread drop its file instead of putting it in place.
+    discard: Arc<AtomicBool>,
 }
 
 impl Snapshotter {
@@ -378,6 +382,7 @@ impl Snapshotter {
             synced,
             job: None,
             thread: None,
+            discard: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -397,12 +402,14 @@ impl Snapshotter {
         let settings = self.settings.clone();
         let busy = self.busy.clone();
         let synced = self.synced.clone();
+        self.discard = Arc::new(AtomicBool::new(false));
+        let discard = self.discard.clone();
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
                 let mut prio = Priority::lower();
                 let started = Instant::now();
-                match write_snapshot(&settings, zxid, rx, &synced, &mut prio) {
+                match write_snapshot(&settings, zxid, rx, &synced, &discard, &mut prio) {
                     Ok(Some((path, bytes))) => tracing::info!(
                         file = %path.display(),
                         bytes,
@@ -437,6 +444,7 @@ impl Snapshotter {
             nodes: 0,
             acl_next: tree.acl_next_ref(),
             max_acl: i64::MIN,
+            finish: None,
         });
         tracing::info!(zxid = format_args!("{zxid:#x}"), "snapshot started");
         true
@@ -456,6 +464,24 @@ impl Snapshotter {
         let Some(job) = self.job.as_mut() else {
             return false;
         };
+        if let Some(msg) = job.finish.take() {
+            return match job.tx.try_send(msg) {
+                Ok(()) => {
+                    tracing::debug!(zxid = job.zxid, nodes = job.nodes, "snapshot walk done");
+                    self.job = None;
+                    true
+                }
+                Err(TrySendError::Full(msg)) => {
+                    job.finish = Some(msg);
+                    false
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    tracing::error!("snapshot thread went away");
+                    self.job = None;
+                    false
+                }
+            };
+        }
         // Hand over a full slice (or the last one); if the writer is behind, wait for it
         // rather than buffer more.
         let full =
@@ -481,6 +507,9 @@ impl Snapshotter {
             job.slice.extend_from_slice(&w.buf);
         }
         if job.stack.is_empty() && job.slice.is_empty() {
+            // The walk is over: the ACL cache, digest and zxid as of now go after the nodes.
+            // The message waits in the job if the writer's queue is full (the core never
+            // blocks on the writer).
             let pre = Preamble {
                 sessions: sessions.with_timeouts(),
                 acls: tree.acl_cache_entries(),
@@ -491,24 +520,46 @@ impl Snapshotter {
                 last_zxid,
             };
             tree.pin_acls(false);
-            let nodes = job.nodes;
-            let zxid = job.zxid;
             let diverted = job.max_acl >= job.acl_next;
-            if job.tx.send(SnapMsg::Finish { pre, diverted }).is_err() {
-                tracing::error!("snapshot thread went away");
-            }
-            tracing::debug!(zxid, nodes, "snapshot walk done");
-            self.job = None;
+            job.finish = Some(SnapMsg::Finish { pre, diverted });
+            self.step(tree, sessions, last_zxid, 0);
+            return true;
         }
         true
+    }
+
+    /// Where the writer thread learns how far the txn log is durable (a learner restarts its
+    /// log after a SNAP or TRUNC, with a new one).
+    pub fn set_synced(&mut self, synced: Arc<AtomicI64>) {
+        self.synced = synced;
+    }
+
+    /// Drop the snapshot in progress, if any, and wait (up to `grace`) until its thread is
+    /// gone without putting a file in place: the tree it was taken from is being replaced
+    /// (a SNAP or TRUNC from the leader), so the file must not appear after the storage is
+    /// reset.
+    pub fn cancel(&mut self, tree: &mut DataTree, grace: Duration) {
+        self.discard.store(true, Ordering::Release);
+        self.stop(tree, grace, false);
     }
 
     /// At shutdown: a walk still going is abandoned (its thread removes what it wrote); a file
     /// being finished gets up to `grace` to go into place. Either way no unfinished file is
     /// left for the next start, or for Java, to find.
     pub fn shutdown(&mut self, tree: &mut DataTree, grace: Duration) {
-        if self.job.is_some() {
-            tracing::info!("shutting down during a snapshot walk; abandoning it");
+        self.stop(tree, grace, true);
+    }
+
+    /// End the snapshot in progress; `finish`: a walk already complete still gets its file.
+    fn stop(&mut self, tree: &mut DataTree, grace: Duration, finish: bool) {
+        if let Some(job) = self.job.as_mut() {
+            let finished = match job.finish.take() {
+                Some(msg) if finish => job.tx.send(msg).is_ok(),
+                _ => false,
+            };
+            if !finished {
+                tracing::info!("snapshot walk interrupted; abandoning it");
+            }
             self.abandon(tree);
         }
         let Some(handle) = self.thread.take() else {
@@ -521,7 +572,7 @@ impl Snapshotter {
         if handle.is_finished() {
             let _ = handle.join();
         } else {
-            tracing::warn!("snapshot still being written at shutdown; its file is left unfinished");
+            tracing::warn!("snapshot thread still running; its file is left unfinished");
         }
     }
 
@@ -550,6 +601,7 @@ fn write_snapshot(
     zxid: i64,
     rx: Receiver<SnapMsg>,
     synced: &AtomicI64,
+    discard: &AtomicBool,
     prio: &mut Priority,
 ) -> io::Result<Option<(PathBuf, u64)>> {
     fs::create_dir_all(&settings.dir)?;
@@ -590,6 +642,7 @@ fn write_snapshot(
                 Ok(SnapMsg::Begin { .. }) | Err(_) => return Ok(None),
             }
         };
+        prio.check();
         let bytes = match sink {
             Sink::File { out, .. } if !diverted => finish_file(*out, &pre)?,
             Sink::File { out, nodes_at } => {
@@ -621,13 +674,20 @@ fn write_snapshot(
         // The snapshot may include txns up to `zxid` that are still on their way to disk; it
         // must not outlive them in a crash, so it goes into place only once they are durable.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while synced.load(Ordering::Acquire) < zxid {
+        while synced.load(Ordering::Acquire) < zxid && !discard.load(Ordering::Acquire) {
             if Instant::now() > deadline {
                 return Err(io::Error::other(
                     "txn log never became durable up to the snapshot",
                 ));
             }
             std::thread::sleep(Duration::from_millis(1));
+        }
+        if discard.load(Ordering::Acquire) {
+            tracing::info!(
+                zxid,
+                "snapshot dropped: the tree it was taken from was replaced"
+            );
+            return Ok(None);
         }
         let path = settings.dir.join(name);
         fs::rename(&tmp, &path)?;
@@ -641,17 +701,21 @@ fn write_snapshot(
     result
 }
 
-/// Niceness of the snapshot thread once it has run for [`IDLE_FOR`]: it still yields to the
-/// core and the log writer, and finishes under full load (about a tenth of a core).
+/// Niceness of the snapshot thread once it has run for [`IDLE_FOR`] at idle priority: it
+/// still yields to the core and the log writer, and finishes under full load (about a tenth
+/// of a core).
 const SNAPSHOT_NICE: i32 = 10;
 /// How long the snapshot thread runs at idle priority first.
 const IDLE_FOR: Duration = Duration::from_secs(5);
 
-/// The snapshot thread's CPU priority. It starts at `SCHED_IDLE`: whenever the core or the log
-/// writer wakes it is preempted at once, so a request never waits behind snapshot I/O for a
-/// scheduler slice (a nice value alone still lets it finish its slice first: milliseconds of
-/// p99). Idle priority can starve under sustained full load, so after [`IDLE_FOR`] the thread
-/// moves to a plain low priority and the snapshot still completes.
+/// The snapshot thread's CPU priority. Where the thread may later return to normal
+/// scheduling (CAP_SYS_NICE, or an RLIMIT_NICE that allows nice [`SNAPSHOT_NICE`]), it starts
+/// at `SCHED_IDLE`: whenever the core or the log writer wakes it is preempted at once, so a
+/// request never waits behind snapshot work for a scheduler slice (a nice value alone still
+/// lets it finish its slice first: milliseconds of p99). Idle priority can starve under
+/// sustained full load, so after [`IDLE_FOR`] the thread moves to nice [`SNAPSHOT_NICE`] and
+/// the snapshot completes. Without that permission Linux would refuse the move back, so the
+/// thread runs at nice 19 throughout instead.
 struct Priority {
     since: Instant,
     idle: bool,
@@ -659,16 +723,21 @@ struct Priority {
 
 impl Priority {
     fn lower() -> Priority {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler reads the parameter struct we pass; pid 0 is this thread.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-        if rc != 0 {
-            tracing::debug!(error = %io::Error::last_os_error(), "cannot move the snapshot thread to SCHED_IDLE");
-            set_nice();
+        let mut idle = false;
+        if may_renice(SNAPSHOT_NICE) {
+            // Nice first: leaving SCHED_IDLE is checked against the nice value then held.
+            set_nice(SNAPSHOT_NICE);
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sched_setscheduler reads the parameter struct we pass; pid 0 is this
+            // thread.
+            idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+        }
+        if !idle {
+            set_nice(19);
         }
         Priority {
             since: Instant::now(),
-            idle: rc == 0,
+            idle,
         }
     }
 
@@ -679,18 +748,40 @@ impl Priority {
             let param = libc::sched_param { sched_priority: 0 };
             // SAFETY: as in `lower`.
             let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
-            if rc == 0 {
-                set_nice();
+            if rc != 0 {
+                tracing::warn!(error = %io::Error::last_os_error(), "snapshot thread cannot leave idle priority");
             }
-            tracing::debug!("snapshot thread leaves idle priority");
         }
     }
 }
 
-/// Lower the calling thread's nice value (Linux nice values are per thread).
-fn set_nice() {
+/// Whether this thread could go back to nice `nice` after raising it: Linux allows that with
+/// CAP_SYS_NICE, or when RLIMIT_NICE is at least `20 - nice`.
+fn may_renice(nice: i32) -> bool {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NICE, &mut lim) };
+    if rc == 0 && lim.rlim_cur >= (20 - nice) as libc::rlim_t {
+        return true;
+    }
+    // CAP_SYS_NICE is bit 23 of the effective capability mask.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 23) != 0)
+}
+
+/// Set the calling thread's nice value (Linux nice values are per thread).
+fn set_nice(nice: i32) {
     // SAFETY: setpriority has no memory-safety preconditions; `who = 0` is the calling thread.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, SNAPSHOT_NICE) };
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     if rc != 0 {
         tracing::debug!(error = %io::Error::last_os_error(), "cannot lower the snapshot thread's priority");
     }

@@ -527,6 +527,71 @@ fn the_snapshot_writer_under_writes_rebuilds_the_live_tree() {
     }
 }
 
+/// A snapshot cancelled because its tree is being replaced (a learner's SNAP or TRUNC) never
+/// lands, whether it was mid-walk or already complete and waiting for the log; and the
+/// writer follows a replaced log's durability figure.
+#[test]
+fn a_cancelled_snapshot_leaves_no_file_and_a_new_log_is_followed() {
+    use super::snap_writer::{SnapSettings, Snapshotter};
+    use crate::session::SessionTracker;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let files = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    for complete_walk in [false, true] {
+        let mut w = World::new(900);
+        for _ in 0..300 {
+            w.step();
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = version_dir(d.path());
+        fs::create_dir_all(&dir).unwrap();
+        // The log is not yet durable up to the snapshot: it cannot go into place by itself.
+        let synced = Arc::new(AtomicI64::new(0));
+        let mut snaps = Snapshotter::new(
+            SnapSettings {
+                dir: dir.clone(),
+                compression: Compression::None,
+                digest: true,
+            },
+            synced.clone(),
+        );
+        let sessions = SessionTracker::new(1, 2000, std::time::Instant::now());
+        assert!(snaps.begin(&mut w.tree, &sessions, w.zxid));
+        if complete_walk {
+            while snaps.walking() {
+                snaps.step(&mut w.tree, &sessions, w.zxid, 1000);
+            }
+        } else {
+            snaps.step(&mut w.tree, &sessions, w.zxid, 2);
+            assert!(snaps.walking());
+        }
+        snaps.cancel(&mut w.tree, Duration::from_secs(10));
+        synced.store(i64::MAX, Ordering::Release);
+        assert!(!snaps.walking());
+        assert!(files(&dir).is_empty(), "left behind: {:?}", files(&dir));
+        // A replaced log: the next snapshot waits on the new figure, not the old one.
+        let old = Arc::new(AtomicI64::new(0));
+        snaps.set_synced(old.clone());
+        snaps.set_synced(Arc::new(AtomicI64::new(i64::MAX)));
+        assert!(snaps.begin(&mut w.tree, &sessions, w.zxid));
+        while snaps.walking() {
+            snaps.step(&mut w.tree, &sessions, w.zxid, 1000);
+        }
+        snaps.shutdown(&mut w.tree, Duration::from_secs(10));
+        let name = super::files::snapshot_name(w.zxid, "");
+        assert_eq!(files(&dir), vec![name], "complete_walk={complete_walk}");
+    }
+}
+
 #[test]
 fn logs_without_a_snapshot_and_gaps_are_refused() {
     let mut w = World::new(5);

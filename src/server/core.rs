@@ -45,9 +45,8 @@ pub use ensemble::{PeerEvent, QuorumCtx, QuorumMsg, Role, LEARNER_QUEUE};
 const MAX_UNSYNCED: i64 = 20_000;
 /// Frames waiting for the log before the core stops taking requests.
 const MAX_HELD: usize = 200_000;
-/// Snapshot work (about a node each) per idle millisecond: well under a millisecond, so a
-/// request that arrives meanwhile never waits long behind it.
-const SNAP_SLICE_IDLE: usize = 1024;
+/// Snapshot walk per idle millisecond: a request that arrives meanwhile waits at most this.
+const SNAP_SLICE_IDLE: Duration = Duration::from_micros(250);
 /// Under load the walk is paced by time instead: it may take this share of the core's wall
 /// time, in slices of at most [`SNAP_SLICE_MAX`] (a request waits behind at most one). Walking
 /// a node costs about half a microsecond (mostly cache misses), so a million-node tree takes
@@ -483,11 +482,7 @@ impl Core {
                 },
                 _ = tokio::time::sleep_until(next_expiry.into()), if owns_sessions => self.expire_sessions(),
                 _ = sweep.tick(), if owns_sessions => self.sweep_containers(),
-                _ = walk_tick.tick(), if walking => {
-                    let t0 = Instant::now();
-                    self.snapshots.step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_SLICE_IDLE);
-                    self.walk_pacer.spent += t0.elapsed();
-                }
+                _ = walk_tick.tick(), if walking => self.walk_idle(),
             }
         }
         // Everything applied is handed to the log; wait for it to be durable, then let the
@@ -524,6 +519,18 @@ impl Core {
                 break;
             }
         }
+        self.walk_pacer.spent += t0.elapsed();
+    }
+
+    /// A slice of the snapshot walk while no request waits (every idle millisecond).
+    fn walk_idle(&mut self) {
+        let t0 = Instant::now();
+        while self.snapshots.walking()
+            && self
+                .snapshots
+                .step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_UNIT)
+            && t0.elapsed() < SNAP_SLICE_IDLE
+        {}
         self.walk_pacer.spent += t0.elapsed();
     }
 

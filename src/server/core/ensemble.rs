@@ -1496,6 +1496,9 @@ impl Core {
     /// after TRUNC): watches start over, and txns remembered for DIFF belong to the history
     /// that was replaced.
     fn install_state(&mut self, mut tree: DataTree, sessions: &[(i64, i32)], zxid: i64) {
+        // A snapshot of the old tree must not land after the storage is reset.
+        self.snapshots
+            .cancel(&mut self.tree, std::time::Duration::from_secs(10));
         tree.set_extended_types(self.config.extended_types_enabled());
         self.tree = tree;
         self.watches = crate::watch::WatchManager::new();
@@ -1553,6 +1556,7 @@ impl Core {
         } else {
             LogWriter::start(settings, zxid)?
         };
+        self.snapshots.set_synced(self.log.synced_shared.clone());
         self.synced = zxid;
         self.synced_changed = true;
         Ok(())
@@ -1561,6 +1565,9 @@ impl Core {
     /// TRUNC: drop logged txns after `zxid` and reload the tree from disk.
     fn truncate_to(&mut self, zxid: i64) -> Result<(), String> {
         self.log.close();
+        // Before the files above `zxid` go: a snapshot being written could put one back.
+        self.snapshots
+            .cancel(&mut self.tree, std::time::Duration::from_secs(10));
         truncate::truncate_after(&self.config.data_dir, &self.config.data_log_dir, zxid)
             .map_err(|e| e.to_string())?;
         let restored = super::recover_data(&self.config, true).map_err(|e| e.to_string())?;
