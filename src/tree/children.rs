@@ -3,12 +3,18 @@
 //! parent with a million children a few names at a time, between requests).
 //!
 //! Most znodes are leaves, so a leaf pays one pointer. A few names sit in a sorted vector
-//! (16 bytes each, found by binary search); past [`SMALL_MAX`] they move to a B-tree, which
-//! grows a node at a time: no table doubling, so no stall when a parent gets its millionth
-//! child.
+//! (found by binary search); past [`SMALL_MAX`] they move to a B-tree, which grows a node at a
+//! time: no table doubling, so no stall when a parent gets its millionth child. A name of up
+//! to 24 bytes (nearly all of them) is stored inline in its 24-byte slot, without an
+//! allocation of its own.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
+
+use compact_str::CompactString;
+
+/// One child's name.
+type Name = CompactString;
 
 /// Names a sorted vector holds before they move to a B-tree.
 const SMALL_MAX: usize = 64;
@@ -16,8 +22,8 @@ const SMALL_MAX: usize = 64;
 #[derive(Clone, Debug)]
 enum Set {
     /// Sorted, no duplicates.
-    Small(Vec<Box<str>>),
-    Large(BTreeSet<Box<str>>),
+    Small(Vec<Name>),
+    Large(BTreeSet<Name>),
 }
 
 /// The names (not paths) of a node's children, in byte order.
@@ -27,7 +33,7 @@ pub struct Children(Option<Box<Set>>);
 impl Children {
     /// A set of `names` (any order; duplicates kept once), built at once: a snapshot load.
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Children {
-        let mut v: Vec<Box<str>> = names.into_iter().map(Box::from).collect();
+        let mut v: Vec<Name> = names.into_iter().map(Name::from).collect();
         if v.is_empty() {
             return Children(None);
         }
@@ -57,7 +63,7 @@ impl Children {
     pub fn contains(&self, name: &str) -> bool {
         match self.0.as_deref() {
             None => false,
-            Some(Set::Small(v)) => v.binary_search_by(|n| (**n).cmp(name)).is_ok(),
+            Some(Set::Small(v)) => v.binary_search_by(|n| n.as_str().cmp(name)).is_ok(),
             Some(Set::Large(s)) => s.contains(name),
         }
     }
@@ -68,10 +74,10 @@ impl Children {
             .0
             .get_or_insert_with(|| Box::new(Set::Small(Vec::new())));
         match &mut **set {
-            Set::Small(v) => match v.binary_search_by(|n| (**n).cmp(name)) {
+            Set::Small(v) => match v.binary_search_by(|n| n.as_str().cmp(name)) {
                 Ok(_) => false,
                 Err(at) => {
-                    v.insert(at, name.into());
+                    v.insert(at, Name::from(name));
                     if v.len() > SMALL_MAX {
                         let names = std::mem::take(v);
                         **set = Set::Large(names.into_iter().collect());
@@ -79,7 +85,7 @@ impl Children {
                     true
                 }
             },
-            Set::Large(s) => s.insert(name.into()),
+            Set::Large(s) => s.insert(Name::from(name)),
         }
     }
 
@@ -90,7 +96,7 @@ impl Children {
             return false;
         };
         let removed = match set {
-            Set::Small(v) => match v.binary_search_by(|n| (**n).cmp(name)) {
+            Set::Small(v) => match v.binary_search_by(|n| n.as_str().cmp(name)) {
                 Ok(at) => {
                     v.remove(at);
                     true
@@ -109,8 +115,8 @@ impl Children {
     pub fn iter(&self) -> Box<dyn Iterator<Item = &str> + '_> {
         match self.0.as_deref() {
             None => Box::new(std::iter::empty()),
-            Some(Set::Small(v)) => Box::new(v.iter().map(|n| &**n)),
-            Some(Set::Large(s)) => Box::new(s.iter().map(|n| &**n)),
+            Some(Set::Small(v)) => Box::new(v.iter().map(Name::as_str)),
+            Some(Set::Large(s)) => Box::new(s.iter().map(Name::as_str)),
         }
     }
 
@@ -123,9 +129,9 @@ impl Children {
             Some(Set::Small(v)) => {
                 let from = match after {
                     None => 0,
-                    Some(a) => v.partition_point(|n| &**n <= a),
+                    Some(a) => v.partition_point(|n| n.as_str() <= a),
                 };
-                v[from..].iter().take(max).map(|n| &**n).collect()
+                v[from..].iter().take(max).map(Name::as_str).collect()
             }
             Some(Set::Large(s)) => {
                 let lower = match after {
@@ -134,7 +140,7 @@ impl Children {
                 };
                 s.range::<str, _>((lower, Bound::Unbounded))
                     .take(max)
-                    .map(|n| &**n)
+                    .map(Name::as_str)
                     .collect()
             }
         }
