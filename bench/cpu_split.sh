@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source compat-tests/lib/common.sh
+source bench/lib.sh
 
 RUNS=${RUNS:-2}
 SECONDS_PER=${SECONDS_PER:-3}
@@ -29,37 +30,18 @@ work=$(mktemp -d)
 trap 'stop_pid "${JAVA_ZK_PID:-}"; stop_pid "${FK_PID:-}"; rm -rf "$work"' EXIT
 raw="$work/raw"
 : > "$raw"
-ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 for run in $(seq 1 "$RUNS"); do
   order="java fk"; [ $((run % 2)) -eq 0 ] && order="fk java"
   for kind in $order; do
-    rm -rf "$work/$kind"; mkdir -p "$work/$kind"
-    if [ "$kind" = java ]; then
-      JAVA_ZK_JVMFLAGS="-Xmx$JAVA_HEAP" start_java_zk "$PORT_JAVA" "$work/$kind" >/dev/null
-      PID=$JAVA_ZK_PID; PORT=$PORT_JAVA
-    else
-      RUST_LOG=warn start_ferrokeeper "$PORT_FK" "$work/$kind" >/dev/null
-      PID=$FK_PID; PORT=$PORT_FK
-    fi
-    taskset -a -p -c 0 "$PID" >/dev/null
+    start_server "$kind" "$work/$kind"
     for wl in $WORKLOADS; do
       for s in $SESSIONS; do
-        rm -f "$work/ready"
-        taskset -c 1 "$gen" --server "127.0.0.1:$PORT" --workload "$wl" --sessions "$s" \
-            --seconds "$SECONDS_PER" --ready-file "$work/ready" > "$work/line" &
-        gpid=$!
-        u0=""
-        while kill -0 "$gpid" 2>/dev/null; do
-          if [ -z "$u0" ] && [ -e "$work/ready" ]; then read -r u0 k0 < <(ticks "$PID"); fi
-          sleep 0.01
-        done
-        wait "$gpid"
-        read -r u1 k1 < <(ticks "$PID")
-        [ -n "$u0" ] || { u0=$u1; k0=$k1; }
+        measured "$PID" taskset -c 1 "$gen" --server "127.0.0.1:$PORT" --workload "$wl" --sessions "$s" \
+            --seconds "$SECONDS_PER" --ready-file "$work/ready"
         ops=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ops"])' "$work/line")
-        echo "$kind $wl $s $((u1 - u0)) $((k1 - k0)) $ops" >> "$raw"
+        echo "$kind $wl $s $USER_TICKS $SYS_TICKS $ops" >> "$raw"
       done
     done
     if [ "$kind" = java ]; then stop_pid "$JAVA_ZK_PID"; else stop_pid "$FK_PID"; fi

@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source compat-tests/lib/common.sh
+source bench/lib.sh
 
 RUNS=${RUNS:-2}
 SECONDS_PER=${SECONDS_PER:-3}
@@ -38,19 +39,6 @@ work=$(mktemp -d)
 trap 'stop_pid "${JAVA_ZK_PID:-}"; stop_pid "${FK_PID:-}"; rm -rf "$work"' EXIT
 raw="$work/raw.jsonl"
 : > "$raw"
-
-start_server() { # start_server java|fk DIR -> sets PID
-  local kind=$1 dir=$2
-  rm -rf "$dir"; mkdir -p "$dir"
-  if [ "$kind" = java ]; then
-    JAVA_ZK_JVMFLAGS="-Xmx$JAVA_HEAP" start_java_zk "$PORT_JAVA" "$dir" >/dev/null
-    PID=$JAVA_ZK_PID; PORT=$PORT_JAVA
-  else
-    RUST_LOG=warn start_ferrokeeper "$PORT_FK" "$dir" >/dev/null
-    PID=$FK_PID; PORT=$PORT_FK
-  fi
-  taskset -a -p -c 0 "$PID" >/dev/null
-}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -80,23 +68,11 @@ for run in $(seq 1 "$RUNS"); do
       case " $BIG_VALUE_WORKLOADS " in *" $wl "*) sizes="100 1024" ;; esac
       for size in $sizes; do
       for s in $SESSIONS; do
-        # Server CPU is read from the end of the generator's set-up and warm-up (it creates
-        # the ready file then) to its exit: the measured seconds only.
-        rm -f "$work/ready"
-        taskset -c 1 python3 bench/rusage.py "$work/client_cpu" "$gen" --server "127.0.0.1:$PORT" --workload "$wl" \
-            --sessions "$s" --size "$size" --seconds "$SECONDS_PER" --ready-file "$work/ready" > "$work/line" &
-        gpid=$!
-        c0=""
-        while kill -0 "$gpid" 2>/dev/null; do
-          if [ -z "$c0" ] && [ -e "$work/ready" ]; then c0=$(cpu_ticks "$PID"); fi
-          sleep 0.01
-        done
-        wait "$gpid"
-        c1=$(cpu_ticks "$PID")
-        [ -n "$c0" ] || c0=$c1
+        measured "$PID" taskset -c 1 python3 bench/rusage.py "$work/client_cpu" "$gen" --server "127.0.0.1:$PORT" \
+            --workload "$wl" --sessions "$s" --size "$size" --seconds "$SECONDS_PER" --ready-file "$work/ready"
         line=$(cat "$work/line")
         client_cpu=$(cat "$work/client_cpu")
-        echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"client_cpu_s\":$client_cpu,\"r\":$line}" >> "$raw"
+        echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((USER_TICKS + SYS_TICKS)),\"hz\":$hz,\"client_cpu_s\":$client_cpu,\"r\":$line}" >> "$raw"
       done
       done
     done
@@ -144,23 +120,15 @@ for run in $(seq 1 "$RUNS"); do
         read -r PID secs < <(restart_on_data "$kind") || true
         if [ -n "$secs" ]; then
           sleep 10   # the snapshot both servers take after loading
-          rm -f "$work/ready"
           taskset -c 1 python3 bench/snapwatch.py "$work/$kind/data/version-2" "$work/snaps" \
               "$((SNAP_SECONDS + 8))" &
           wpid=$!
-          taskset -c 1 "$gen" --server "127.0.0.1:$(port_of "$kind")" --workload set --sessions "$SNAP_SESSIONS" \
-              --size 100 --seconds "$SNAP_SECONDS" --ready-file "$work/ready" --samples "$work/samples" > "$work/line" &
-          gpid=$!
-          c0=""
-          while kill -0 "$gpid" 2>/dev/null; do
-            if [ -z "$c0" ] && [ -e "$work/ready" ]; then c0=$(cpu_ticks "$PID"); fi
-            sleep 0.01
-          done
-          wait "$gpid"
-          c1=$(cpu_ticks "$PID"); [ -n "$c0" ] || c0=$c1
+          measured "$PID" taskset -c 1 "$gen" --server "127.0.0.1:$(port_of "$kind")" --workload set \
+              --sessions "$SNAP_SESSIONS" --size 100 --seconds "$SNAP_SECONDS" --ready-file "$work/ready" \
+              --samples "$work/samples"
           wait "$wpid"
           split=$(python3 bench/snapsplit.py "$work/samples" "$work/snaps")
-          echo "{\"server\":\"$kind\",\"run\":$run,\"snapsplit\":$split,\"cpu_ticks\":$((c1 - c0)),\"hz\":$hz,\"r\":$(cat "$work/line")}" >> "$raw"
+          echo "{\"server\":\"$kind\",\"run\":$run,\"snapsplit\":$split,\"cpu_ticks\":$((USER_TICKS + SYS_TICKS)),\"hz\":$hz,\"r\":$(cat "$work/line")}" >> "$raw"
           stop_pid "$PID"
         else
           log "$kind did not come back for the snapshot run; last lines of its log:"

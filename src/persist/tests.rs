@@ -335,15 +335,7 @@ fn recovery_replays_logs_over_the_newest_snapshot_and_restores_sessions() {
         w.step();
     }
     write_log_digests(d.path(), &w.entries, &w.digests, 97);
-    let r = recover(
-        d.path(),
-        d.path(),
-        &RecoveryOptions {
-            extended_types: true,
-            trust_empty_snapshot: false,
-        },
-    )
-    .unwrap();
+    let r = recover_dir(d.path());
     assert_eq!(r.zxid, w.zxid);
     assert_eq!(canon(&r.tree), canon(&w.tree));
     assert!(r.snapshot.unwrap().to_string_lossy().ends_with(".gz"));
@@ -354,6 +346,36 @@ fn recovery_replays_logs_over_the_newest_snapshot_and_restores_sessions() {
     for s in &live {
         assert!(w.sessions.contains(s) || *s < 0x100 + 300, "session {s:#x}");
     }
+}
+
+/// A data directory holding only `snapshot.0` of an empty tree, as a fresh server starts.
+fn empty_data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let snap_dir = version_dir(d.path());
+    fs::create_dir_all(&snap_dir).unwrap();
+    write_now(
+        &snap_dir,
+        Compression::None,
+        &DataTree::new(),
+        vec![],
+        0,
+        true,
+    )
+    .unwrap();
+    (d, snap_dir)
+}
+
+/// Recovery of a data directory that holds its own logs, as the tests' worlds write them.
+fn recover_dir(dir: &Path) -> super::recovery::Restored {
+    recover(
+        dir,
+        dir,
+        &RecoveryOptions {
+            extended_types: true,
+            trust_empty_snapshot: false,
+        },
+    )
+    .unwrap()
 }
 
 /// Seeds per run; `FK_FUZZY_SEEDS` raises it for a longer search.
@@ -370,18 +392,7 @@ fn a_fuzzy_snapshot_plus_the_log_is_the_live_tree() {
         for _ in 0..200 {
             w.step();
         }
-        let d = tempfile::tempdir().unwrap();
-        let snap_dir = version_dir(d.path());
-        fs::create_dir_all(&snap_dir).unwrap();
-        write_now(
-            &snap_dir,
-            Compression::None,
-            &DataTree::new(),
-            vec![],
-            0,
-            true,
-        )
-        .unwrap();
+        let (d, snap_dir) = empty_data_dir();
         // Serialize a few nodes at a time while writes keep changing the tree.
         let snap_zxid = w.zxid;
         w.tree.pin_acls(true);
@@ -406,15 +417,7 @@ fn a_fuzzy_snapshot_plus_the_log_is_the_live_tree() {
             w.step();
         }
         write_log_digests(d.path(), &w.entries, &w.digests, 0);
-        let r = recover(
-            d.path(),
-            d.path(),
-            &RecoveryOptions {
-                extended_types: true,
-                trust_empty_snapshot: false,
-            },
-        )
-        .unwrap();
+        let r = recover_dir(d.path());
         assert_eq!(r.zxid, w.zxid, "seed {seed}");
         assert_eq!(canon(&r.tree), canon(&w.tree), "seed {seed}");
         assert_eq!(r.digest_mismatches, 0, "seed {seed}");
@@ -439,18 +442,7 @@ fn the_snapshot_writer_under_writes_rebuilds_the_live_tree() {
         for _ in 0..200 {
             w.step();
         }
-        let d = tempfile::tempdir().unwrap();
-        let snap_dir = version_dir(d.path());
-        fs::create_dir_all(&snap_dir).unwrap();
-        write_now(
-            &snap_dir,
-            Compression::None,
-            &DataTree::new(),
-            vec![],
-            0,
-            true,
-        )
-        .unwrap();
+        let (d, snap_dir) = empty_data_dir();
         let mut snaps = Snapshotter::new(
             SnapSettings {
                 dir: snap_dir.clone(),
@@ -500,15 +492,7 @@ fn the_snapshot_writer_under_writes_rebuilds_the_live_tree() {
             w.step();
         }
         write_log_digests(d.path(), &w.entries, &w.digests, 0);
-        let r = recover(
-            d.path(),
-            d.path(),
-            &RecoveryOptions {
-                extended_types: true,
-                trust_empty_snapshot: false,
-            },
-        )
-        .unwrap();
+        let r = recover_dir(d.path());
         assert_eq!(
             r.snapshot.as_deref(),
             Some(name.as_path()),
@@ -655,15 +639,7 @@ fn a_damaged_newest_snapshot_falls_back_to_an_older_one() {
     let mid = raw.len() / 2;
     raw[mid] ^= 0xff;
     fs::write(&newest, raw).unwrap();
-    let r = recover(
-        d.path(),
-        d.path(),
-        &RecoveryOptions {
-            extended_types: true,
-            trust_empty_snapshot: false,
-        },
-    )
-    .unwrap();
+    let r = recover_dir(d.path());
     assert!(r.snapshot.unwrap().ends_with("snapshot.0"));
     assert_eq!(canon(&r.tree), canon(&w.tree));
 }

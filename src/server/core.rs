@@ -505,31 +505,27 @@ impl Core {
     /// One paced slice of the snapshot walk (see [`SNAP_SHARE`]). Real time, not the core's
     /// clock: this shares the CPU, which simulated time does not model.
     fn walk_paced(&mut self) {
-        let t0 = Instant::now();
-        let allowed = self.walk_pacer.allowance(t0);
-        if allowed.is_zero() {
-            return;
-        }
-        loop {
-            let progressed =
-                self.snapshots
-                    .step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_UNIT);
-            // No progress: the writer thread is behind; the walk waits for it.
-            if !progressed || !self.snapshots.walking() || t0.elapsed() >= allowed {
-                break;
-            }
-        }
-        self.walk_pacer.spent += t0.elapsed();
+        let allowed = self.walk_pacer.allowance(Instant::now());
+        self.walk_for(allowed);
     }
 
     /// A slice of the snapshot walk while no request waits (every idle millisecond).
     fn walk_idle(&mut self) {
+        self.walk_for(SNAP_SLICE_IDLE);
+    }
+
+    /// Walk for up to `limit`, stopping early when the walk ends or the writer thread is
+    /// behind (no progress: the walk waits for it); the time counts against the pacer.
+    fn walk_for(&mut self, limit: Duration) {
+        if limit.is_zero() {
+            return;
+        }
         let t0 = Instant::now();
         while self.snapshots.walking()
             && self
                 .snapshots
                 .step(&mut self.tree, &self.sessions, self.last_zxid, SNAP_UNIT)
-            && t0.elapsed() < SNAP_SLICE_IDLE
+            && t0.elapsed() < limit
         {}
         self.walk_pacer.spent += t0.elapsed();
     }

@@ -1,0 +1,35 @@
+# Shared by bench/run.sh and bench/cpu_split.sh (sourced after compat-tests/lib/common.sh, with
+# $work, $JAVA_HEAP, $PORT_JAVA and $PORT_FK set).
+
+# start_server java|fk DIR: a fresh server on an empty DIR, pinned to CPU 0; sets PID and PORT.
+start_server() {
+  local kind=$1 dir=$2
+  rm -rf "$dir"; mkdir -p "$dir"
+  if [ "$kind" = java ]; then
+    JAVA_ZK_JVMFLAGS="-Xmx$JAVA_HEAP" start_java_zk "$PORT_JAVA" "$dir" >/dev/null
+    PID=$JAVA_ZK_PID; PORT=$PORT_JAVA
+  else
+    RUST_LOG=warn start_ferrokeeper "$PORT_FK" "$dir" >/dev/null
+    PID=$FK_PID; PORT=$PORT_FK
+  fi
+  taskset -a -p -c 0 "$PID" >/dev/null
+}
+
+# measured SERVER_PID COMMAND...: run a generator command (given `--ready-file $work/ready`
+# by the caller) with its output in $work/line, and set USER_TICKS / SYS_TICKS to the server's
+# user and kernel CPU ticks from the ready file (end of set-up and warm-up) to the exit: the
+# measured seconds only.
+measured() {
+  local pid=$1; shift
+  rm -f "$work/ready"
+  "$@" > "$work/line" &
+  local gpid=$! u0="" k0="" u1 k1
+  while kill -0 "$gpid" 2>/dev/null; do
+    if [ -z "$u0" ] && [ -e "$work/ready" ]; then read -r u0 k0 < <(awk '{print $14, $15}' "/proc/$pid/stat"); fi
+    sleep 0.01
+  done
+  wait "$gpid"
+  read -r u1 k1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+  [ -n "$u0" ] || { u0=$u1; k0=$k1; }
+  USER_TICKS=$((u1 - u0)); SYS_TICKS=$((k1 - k0))
+}
