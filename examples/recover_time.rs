@@ -166,7 +166,7 @@ fn build(a: &Args, dir: &Path) -> u64 {
         let i = a.znodes + j;
         let parent = format!("/bench/d{}", i % a.parents);
         let path = format!("{parent}/n{}", i / a.parents);
-        let parent_cversion = tree.node(&parent).map_or(0, |n| n.stat.cversion) + 1;
+        let parent_cversion = tree.node(&parent).map_or(0, |n| n.stat().cversion) + 1;
         let z = next(&mut zxid);
         let entry = TxnEntry {
             header: TxnHeader {

@@ -20,10 +20,6 @@ fn main() {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    println!(
-        "size_of Node = {}",
-        std::mem::size_of::<ferrokeeper::tree::Node>()
-    );
     let before = rss_kb();
     let mut t = DataTree::new();
     let acl = Acl::open_unsafe();

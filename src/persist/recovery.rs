@@ -336,12 +336,7 @@ fn produce<R: Read>(
         let mut end = None;
         while batch.len() < BATCH {
             match reader.next_ref() {
-                Ok(Some(n)) => batch.push(PreparedNode::new(
-                    n.path,
-                    n.data.map(Box::from),
-                    n.acl_ref,
-                    n.stat,
-                )),
+                Ok(Some(n)) => batch.push(PreparedNode::new(n.path, n.data, n.acl_ref, n.stat)),
                 Ok(None) => {
                     end = Some(Ok(()));
                     break;
@@ -630,7 +625,7 @@ mod tests {
                 });
             }
             let acl = t.acl(&p).map(<[Acl]>::to_vec).unwrap_or_default();
-            out.insert(p, (n.data.clone(), acl, n.stat.clone()));
+            out.insert(p, (n.data().map(Box::from), acl, n.stat()));
         }
         let digest = t.digest();
         assert_eq!(digest, t.full_digest());

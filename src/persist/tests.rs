@@ -42,7 +42,7 @@ fn canon(t: &DataTree) -> Canon {
             });
         }
         let acl = t.acl(&p).map(<[Acl]>::to_vec).unwrap_or_default();
-        out.insert(p, (n.data.clone(), acl, n.stat.clone(), kids));
+        out.insert(p, (n.data().map(Box::from), acl, n.stat(), kids));
     }
     out
 }
@@ -463,7 +463,7 @@ fn the_snapshot_writer_under_writes_rebuilds_the_live_tree() {
                     .into_keys()
                     .filter(|p| !p.starts_with("/zookeeper"))
                 {
-                    let aversion = w.tree.node(&p).unwrap().stat.aversion + 1;
+                    let aversion = w.tree.node(&p).unwrap().stat().aversion + 1;
                     let txn = Txn::SetAcl {
                         path: p,
                         acl: acl.clone(),

@@ -97,7 +97,10 @@ impl Applier<'_> {
                 self.tree.repair_parent_after_delete(path, zxid);
             }
             Txn::Delete { path } | Txn::DeleteContainer { path }
-                if self.tree.node(path).is_some_and(|n| !n.children.is_empty()) => {}
+                if self
+                    .tree
+                    .node(path)
+                    .is_some_and(|n| !n.children().is_empty()) => {}
             Txn::SetData { path, .. } | Txn::SetAcl { path, .. }
                 if self.tree.node(path).is_none() => {}
             Txn::CloseSession { paths } => {
@@ -109,7 +112,7 @@ impl Applier<'_> {
                 all.dedup();
                 for p in all.iter().rev() {
                     match self.tree.node(p) {
-                        Some(n) if n.children.is_empty() => {
+                        Some(n) if n.children().is_empty() => {
                             self.delete(p, zxid);
                         }
                         Some(_) => {}

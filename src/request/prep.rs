@@ -161,8 +161,8 @@ impl Prep<'_> {
         }
         let node = self.tree.node(path)?;
         Some(ChangeRecord {
-            stat: node.stat.clone(),
-            child_count: node.children.len() as i32,
+            stat: node.stat(),
+            child_count: node.children().len() as i32,
             acl: self.tree.acl(path).map(<[Acl]>::to_vec).unwrap_or_default(),
         })
     }

@@ -167,7 +167,7 @@ impl Reads<'_> {
         if watch {
             self.watches.add_data_watch(path, self.conn);
         }
-        out.buffer(node.data.as_deref());
+        out.buffer(node.data());
         stat.encode(out);
         Ok(())
     }

@@ -1168,7 +1168,7 @@ impl Core {
         for p in sw.data_watches {
             match self.tree.node(&p) {
                 None => events.push((EventType::NodeDeleted, p)),
-                Some(n) if n.stat.mzxid > rel => events.push((EventType::NodeDataChanged, p)),
+                Some(n) if n.stat().mzxid > rel => events.push((EventType::NodeDataChanged, p)),
                 Some(_) => self.watches.add_data_watch(&p, conn),
             }
         }
@@ -1182,7 +1182,7 @@ impl Core {
         for p in sw.child_watches {
             match self.tree.node(&p) {
                 None => events.push((EventType::NodeDeleted, p)),
-                Some(n) if n.stat.pzxid > rel => events.push((EventType::NodeChildrenChanged, p)),
+                Some(n) if n.stat().pzxid > rel => events.push((EventType::NodeChildrenChanged, p)),
                 Some(_) => self.watches.add_child_watch(&p, conn),
             }
         }
@@ -1221,8 +1221,9 @@ impl Core {
         let mut doomed = Vec::new();
         for path in self.tree.containers() {
             if let Some(n) = self.tree.node(&path) {
-                if n.children.is_empty()
-                    && (n.stat.cversion > 0 || (never_used > 0 && now - n.stat.mtime > never_used))
+                let s = n.stat();
+                if n.children().is_empty()
+                    && (s.cversion > 0 || (never_used > 0 && now - s.mtime > never_used))
                 {
                     doomed.push(path);
                 }
@@ -1230,9 +1231,9 @@ impl Core {
         }
         for path in self.tree.ttls() {
             if let Some(n) = self.tree.node(&path) {
-                if let EphemeralKind::Ttl(ttl) = EphemeralKind::of(n.stat.ephemeral_owner, extended)
-                {
-                    if n.children.is_empty() && now - n.stat.mtime > ttl {
+                let s = n.stat();
+                if let EphemeralKind::Ttl(ttl) = EphemeralKind::of(s.ephemeral_owner, extended) {
+                    if n.children().is_empty() && now - s.mtime > ttl {
                         doomed.push(path);
                     }
                 }

@@ -6,6 +6,7 @@
 
 mod acl_cache;
 mod children;
+mod node;
 mod path;
 mod persist;
 
@@ -13,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 
 // griddle's maps grow incrementally: a std HashMap of a million znodes stalls the server for
 // hundreds of milliseconds each time it doubles; griddle spreads that work over inserts.
+use griddle::hash_map::RawEntryMut;
 use griddle::HashMap as GrowingMap;
 
 use bytes::Bytes;
@@ -23,6 +25,7 @@ use crate::jute::records::{Acl, Stat};
 
 pub use acl_cache::{AclCache, OPEN_UNSAFE_ACL_REF};
 pub use children::Children;
+use node::{Meta, NodeBox};
 pub use path::{parent_and_name, sequential_suffix, validate_path};
 pub use persist::{LoadError, PreparedNode, TreeLoader, WalkStack};
 
@@ -49,18 +52,35 @@ pub struct StatPersisted {
     pub pzxid: i64,
 }
 
-/// One znode.
-#[derive(Clone, Debug, Default)]
-pub struct Node {
-    /// `None` is a null buffer, distinct from empty data on the wire and in snapshots.
-    /// A plain boxed slice: 16 bytes in the node and one exact allocation, where a shared
-    /// `Bytes` costs 32 plus a header once cloned.
-    pub data: Option<Box<[u8]>>,
+/// A read-only view of one znode, as [`DataTree::node`] finds it: the tree stores a node
+/// packed into one block (see `node.rs`), and this is how the rest of the server reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct Node<'a> {
+    blob: &'a NodeBox,
+    children: &'a Children,
+}
+
+impl<'a> Node<'a> {
+    /// The data; `None` is a null buffer, distinct from empty data on the wire and in
+    /// snapshots.
+    pub fn data(&self) -> Option<&'a [u8]> {
+        self.blob.data()
+    }
+
+    /// The stored metadata.
+    pub fn stat(&self) -> StatPersisted {
+        self.blob.meta().stat
+    }
+
     /// Reference into the tree's [`AclCache`].
-    pub acl: i64,
-    pub stat: StatPersisted,
+    pub fn acl(&self) -> i64 {
+        self.blob.acl()
+    }
+
     /// Child names (not full paths).
-    pub children: Children,
+    pub fn children(&self) -> &'a Children {
+        self.children
+    }
 }
 
 /// A txn that disagrees with the tree (prep should have caught it).
@@ -77,9 +97,13 @@ pub enum TreeError {
 /// The in-memory znode store.
 #[derive(Debug)]
 pub struct DataTree {
-    /// Boxed: the table then holds 24 bytes per znode, and a half-empty table after a
-    /// doubling costs little.
-    nodes: GrowingMap<Box<str>, Box<Node>>,
+    /// Every znode, one packed block each, found by path: the table holds 8 bytes a node.
+    nodes: GrowingMap<NodeBox, ()>,
+    /// The children of every node that has any (a node's `PARENT` flag says whether it is
+    /// here); leaves, most of a tree, pay nothing for a set they do not have.
+    kids: GrowingMap<Box<str>, Children>,
+    /// What a leaf's [`Node::children`] refers to.
+    no_children: Children,
     acls: AclCache,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
@@ -125,16 +149,15 @@ pub(crate) fn system_stat(path: &str) -> StatPersisted {
 /// One node's contribution to the tree digest (Java's `DigestCalculator`, version 2): CRC-32
 /// of the path ("" for the root), the data, and czxid, mzxid, pzxid, ctime, mtime, version,
 /// cversion, aversion, ephemeralOwner; 0 for nodes below `/zookeeper/`.
-pub fn node_digest(path: &str, n: &Node) -> u64 {
+pub fn node_digest(path: &str, data: Option<&[u8]>, s: &StatPersisted) -> u64 {
     if path.starts_with("/zookeeper/") {
         return 0;
     }
     let mut h = crc32fast::Hasher::new();
     h.update(if path == "/" { b"" } else { path.as_bytes() });
-    if let Some(d) = &n.data {
+    if let Some(d) = data {
         h.update(d);
     }
-    let s = &n.stat;
     let mut b = [0u8; 60];
     b[0..8].copy_from_slice(&s.czxid.to_be_bytes());
     b[8..16].copy_from_slice(&s.mzxid.to_be_bytes());
@@ -147,6 +170,10 @@ pub fn node_digest(path: &str, n: &Node) -> u64 {
     b[52..60].copy_from_slice(&s.ephemeral_owner.to_be_bytes());
     h.update(&b);
     h.finalize() as u64
+}
+
+fn blob_digest(b: &NodeBox) -> u64 {
+    node_digest(b.path(), b.data(), &b.meta().stat)
 }
 
 /// The digest version Java 3.9 writes.
@@ -169,15 +196,12 @@ impl DataTree {
     /// The digest recomputed from every node (for checks; [`DataTree::digest`] is incremental).
     pub fn full_digest(&self) -> u64 {
         self.nodes
-            .iter()
-            .fold(0u64, |acc, (p, n)| acc.wrapping_add(node_digest(p, n)))
+            .keys()
+            .fold(0u64, |acc, b| acc.wrapping_add(blob_digest(b)))
     }
 
     fn digest_of(&self, path: &str) -> u64 {
-        self.nodes
-            .get(path)
-            .map(|n| node_digest(path, n))
-            .unwrap_or(0)
+        self.blob(path).map(blob_digest).unwrap_or(0)
     }
 
     /// `zookeeper.extendedTypesEnabled`: decides whether `0xFF…` owners are TTLs.
@@ -185,8 +209,30 @@ impl DataTree {
         self.extended_types = on;
     }
 
-    pub fn node(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(key(path)).map(|n| &**n)
+    fn blob(&self, path: &str) -> Option<&NodeBox> {
+        self.nodes.get_key_value(key(path)).map(|(b, _)| b)
+    }
+
+    /// The node's block, to change in place. Changing it never changes its path, so the
+    /// table's hash of it stays right.
+    fn blob_mut(&mut self, path: &str) -> Option<&mut NodeBox> {
+        match self.nodes.raw_entry_mut().from_key(key(path)) {
+            RawEntryMut::Occupied(e) => Some(e.into_key()),
+            RawEntryMut::Vacant(_) => None,
+        }
+    }
+
+    fn view<'a>(&'a self, blob: &'a NodeBox) -> Node<'a> {
+        let children = if blob.is_parent() {
+            self.kids.get(blob.path()).unwrap_or(&self.no_children)
+        } else {
+            &self.no_children
+        };
+        Node { blob, children }
+    }
+
+    pub fn node(&self, path: &str) -> Option<Node<'_>> {
+        self.blob(path).map(|b| self.view(b))
     }
 
     /// The client-visible Stat of a node.
@@ -194,9 +240,9 @@ impl DataTree {
         self.node(path).map(|n| self.client_stat(n))
     }
 
-    fn client_stat(&self, n: &Node) -> Stat {
-        let s = &n.stat;
-        let num_children = n.children.len() as i32;
+    fn client_stat(&self, n: Node<'_>) -> Stat {
+        let s = n.stat();
+        let num_children = n.children().len() as i32;
         let ephemeral_owner = match EphemeralKind::of(s.ephemeral_owner, self.extended_types) {
             EphemeralKind::Session(id) => id,
             _ => 0,
@@ -210,19 +256,43 @@ impl DataTree {
             cversion: s.cversion.wrapping_mul(2).wrapping_sub(num_children),
             aversion: s.aversion,
             ephemeral_owner,
-            data_length: n.data.as_ref().map(|d| d.len() as i32).unwrap_or(0),
+            data_length: n.blob.data_len() as i32,
             num_children,
             pzxid: s.pzxid,
         }
     }
 
     pub fn acl(&self, path: &str) -> Option<&[Acl]> {
-        self.node(path).map(|n| self.acls.get(n.acl))
+        self.blob(path).map(|b| self.acls.get(b.acl()))
     }
 
     pub fn children(&self, path: &str) -> Option<Vec<String>> {
         self.node(path)
-            .map(|n| n.children.iter().map(str::to_owned).collect())
+            .map(|n| n.children().iter().map(str::to_owned).collect())
+    }
+
+    /// Add `name` to the children of `parent` (which must exist); false if it was there.
+    fn add_child(&mut self, parent: &str, name: &str) -> bool {
+        if let Some(set) = self.kids.get_mut(parent) {
+            return set.insert(name);
+        }
+        let mut set = Children::default();
+        set.insert(name);
+        self.kids.insert(parent.into(), set);
+        true
+    }
+
+    /// Remove `name` from the children of `parent`; whether `parent` still has children.
+    fn remove_child(&mut self, parent: &str, name: &str) -> bool {
+        let Some(set) = self.kids.get_mut(parent) else {
+            return false;
+        };
+        set.remove(name);
+        if set.is_empty() {
+            self.kids.remove(parent);
+            return false;
+        }
+        true
     }
 
     fn index(&mut self, path: &str, owner: i64) {
@@ -281,42 +351,41 @@ impl DataTree {
         }
         let parent_before = self.digest_of(parent_path);
         let parent = self
-            .nodes
-            .get_mut(parent_path)
+            .blob_mut(parent_path)
             .ok_or_else(|| TreeError::NoNode(parent_path.to_owned()))?;
+        let mut pm = parent.meta();
         let parent_cversion = if parent_cversion == -1 {
-            parent.stat.cversion.wrapping_add(1)
+            pm.stat.cversion.wrapping_add(1)
         } else {
             parent_cversion
         };
-        parent.children.insert(name);
-        if parent_cversion > parent.stat.cversion {
-            parent.stat.cversion = parent_cversion;
-            parent.stat.pzxid = zxid;
+        if parent_cversion > pm.stat.cversion {
+            pm.stat.cversion = parent_cversion;
+            pm.stat.pzxid = zxid;
         }
+        pm.parent = true;
+        parent.set_meta(&pm);
+        self.add_child(parent_path, name);
         let acl_ref = self.acls.intern(&acl);
         let len = data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
         self.data_size += (path.len() as i64 + len) as u64;
-        self.nodes.insert(
-            path.into(),
-            Box::new(Node {
-                data: data.map(|d| Box::from(&d[..])),
-                acl: acl_ref,
-                stat: StatPersisted {
-                    czxid: zxid,
-                    mzxid: zxid,
-                    ctime: time,
-                    mtime: time,
-                    ephemeral_owner,
-                    pzxid: zxid,
-                    ..Default::default()
-                },
-                children: Children::default(),
-            }),
-        );
-        let after = self
-            .digest_of(parent_path)
-            .wrapping_add(self.digest_of(path));
+        let meta = Meta {
+            stat: StatPersisted {
+                czxid: zxid,
+                mzxid: zxid,
+                ctime: time,
+                mtime: time,
+                ephemeral_owner,
+                pzxid: zxid,
+                ..Default::default()
+            },
+            acl: acl_ref,
+            parent: false,
+        };
+        let blob = NodeBox::new(path, data.as_deref(), &meta);
+        let own = blob_digest(&blob);
+        self.nodes.insert(blob, ());
+        let after = self.digest_of(parent_path).wrapping_add(own);
         self.digest = self.digest.wrapping_sub(parent_before).wrapping_add(after);
         self.index(path, ephemeral_owner);
         self.quota_after_create(path, parent_path, name, len);
@@ -327,32 +396,33 @@ impl DataTree {
     pub fn delete_node(&mut self, path: &str, zxid: i64) -> Result<(), TreeError> {
         let (parent_path, name) = parent_and_name(path);
         let node = self
-            .nodes
-            .get(path)
+            .blob(path)
             .ok_or_else(|| TreeError::NoNode(path.to_owned()))?;
-        if !node.children.is_empty() {
+        if node.is_parent() {
             return Err(TreeError::NotEmpty(path.to_owned()));
         }
-        let before = self
-            .digest_of(path)
-            .wrapping_add(self.digest_of(parent_path));
-        let Some(node) = self.nodes.remove(path) else {
+        let before = blob_digest(node).wrapping_add(self.digest_of(parent_path));
+        let Some((node, ())) = self.nodes.remove_entry(path) else {
             return Err(TreeError::NoNode(path.to_owned()));
         };
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
-            parent.children.remove(name);
-            if zxid > parent.stat.pzxid {
-                parent.stat.pzxid = zxid;
+        let still_parent = self.remove_child(parent_path, name);
+        if let Some(parent) = self.blob_mut(parent_path) {
+            let mut pm = parent.meta();
+            pm.parent = still_parent;
+            if zxid > pm.stat.pzxid {
+                pm.stat.pzxid = zxid;
             }
+            parent.set_meta(&pm);
         }
         self.digest = self
             .digest
             .wrapping_sub(before)
             .wrapping_add(self.digest_of(parent_path));
-        self.acls.release(node.acl);
-        let len = node.data.as_ref().map(|d| d.len()).unwrap_or(0) as u64;
+        let meta = node.meta();
+        self.acls.release(meta.acl);
+        let len = node.data_len() as u64;
         self.data_size = self.data_size.saturating_sub(path.len() as u64 + len);
-        self.unindex(path, node.stat.ephemeral_owner);
+        self.unindex(path, meta.stat.ephemeral_owner);
         if parent_path.starts_with(QUOTA_ROOT) && name == QUOTA_LIMITS {
             self.quota_roots.remove(&parent_path[QUOTA_ROOT.len()..]);
         }
@@ -373,15 +443,15 @@ impl DataTree {
     ) -> Result<Stat, TreeError> {
         let before = self.digest_of(path);
         let n = self
-            .nodes
-            .get_mut(path)
+            .blob_mut(path)
             .ok_or_else(|| TreeError::NoNode(path.to_owned()))?;
-        let old = n.data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
+        let old = n.data_len() as i64;
         let new = data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
-        n.data = data.map(|d| Box::from(&d[..]));
-        n.stat.version = version;
-        n.stat.mzxid = zxid;
-        n.stat.mtime = time;
+        let mut m = n.meta();
+        m.stat.version = version;
+        m.stat.mzxid = zxid;
+        m.stat.mtime = time;
+        n.set_data(data.as_deref(), &m);
         self.digest = self
             .digest
             .wrapping_sub(before)
@@ -398,12 +468,14 @@ impl DataTree {
     pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> Result<Stat, TreeError> {
         let before = self.digest_of(path);
         let new_ref = self.acls.intern(&acl);
-        let Some(n) = self.nodes.get_mut(path) else {
+        let Some(n) = self.blob_mut(path) else {
             self.acls.release(new_ref);
             return Err(TreeError::NoNode(path.to_owned()));
         };
-        let old_ref = std::mem::replace(&mut n.acl, new_ref);
-        n.stat.aversion = aversion;
+        let mut m = n.meta();
+        let old_ref = std::mem::replace(&mut m.acl, new_ref);
+        m.stat.aversion = aversion;
+        n.set_meta(&m);
         self.acls.release(old_ref);
         self.digest = self
             .digest
@@ -448,8 +520,8 @@ impl DataTree {
         let mut count = 0i32;
         let mut stack = vec![path.to_owned()];
         while let Some(p) = stack.pop() {
-            let n = self.nodes.get(p.as_str())?;
-            for c in &n.children {
+            let n = self.node(&p)?;
+            for c in n.children() {
                 count += 1;
                 stack.push(child_path(&p, c));
             }
@@ -519,10 +591,11 @@ impl DataTree {
     fn write_quota_stats(&mut self, root: &str, count: i64, bytes: i64) {
         let p = Self::stats_node_path(root);
         let text = format!("count={count},bytes={bytes}");
-        if let Some(n) = self.nodes.get_mut(p.as_str()) {
-            let old = n.data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
+        if let Some(n) = self.blob_mut(&p) {
+            let old = n.data_len() as i64;
+            let meta = n.meta();
+            n.set_data(Some(text.as_bytes()), &meta);
             self.data_size = (self.data_size as i64 + text.len() as i64 - old).max(0) as u64;
-            n.data = Some(text.into_bytes().into_boxed_slice());
         }
     }
 
@@ -534,10 +607,10 @@ impl DataTree {
         let (mut count, mut bytes) = (0i64, 0i64);
         let mut stack = vec![root.to_owned()];
         while let Some(p) = stack.pop() {
-            if let Some(n) = self.nodes.get(p.as_str()) {
+            if let Some(n) = self.node(&p) {
                 count += 1;
-                bytes += n.data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
-                stack.extend(n.children.iter().map(|c| child_path(&p, c)));
+                bytes += n.blob.data_len() as i64;
+                stack.extend(n.children().iter().map(|c| child_path(&p, c)));
             }
         }
         self.write_quota_stats(root, count, bytes);
@@ -545,12 +618,11 @@ impl DataTree {
 
     fn bump_quota(&mut self, root: &str, bytes: i64, count: i64) {
         let p = Self::stats_node_path(root);
-        let Some(n) = self.nodes.get(p.as_str()) else {
+        let Some(n) = self.blob(&p) else {
             return;
         };
         let text = n
-            .data
-            .as_ref()
+            .data()
             .map(|d| String::from_utf8_lossy(d).into_owned())
             .unwrap_or_default();
         let (mut c, mut b) = (0i64, 0i64);

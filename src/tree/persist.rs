@@ -5,7 +5,8 @@ use bytes::Bytes;
 use griddle::hash_map::Entry;
 
 use super::QUOTA_ROOT;
-use super::{child_path, key, node_digest, parent_and_name, DataTree, Node, StatPersisted};
+use super::{blob_digest, child_path, key, parent_and_name, DataTree, StatPersisted};
+use super::{Children, Meta, NodeBox};
 use super::{OPEN_UNSAFE_ACL_REF, QUOTA_LIMITS};
 use crate::jute::records::Acl;
 use crate::jute::{Perms, Writer};
@@ -97,22 +98,31 @@ struct Open {
 
 impl Open {
     /// Put the waiting names into the node's children.
-    fn close(&mut self, nodes: &mut super::GrowingMap<Box<str>, Box<Node>>) {
+    fn close(&mut self, tree: &mut DataTree) {
         if self.ends.is_empty() {
             return;
         }
-        if let Some(n) = nodes.get_mut(self.path.as_str()) {
+        if let Some(n) = tree.blob_mut(&self.path) {
+            if !n.is_parent() {
+                let mut m = n.meta();
+                m.parent = true;
+                n.set_meta(&m);
+            }
             let mut start = 0;
             let names = self.ends.iter().map(|&end| {
                 let name = &self.names[start..end];
                 start = end;
                 name
             });
-            if n.children.is_empty() {
-                n.children = super::Children::from_names(names);
-            } else {
-                for name in names {
-                    n.children.insert(name);
+            match tree.kids.get_mut(self.path.as_str()) {
+                Some(set) => {
+                    for name in names {
+                        set.insert(name);
+                    }
+                }
+                None => {
+                    let set = Children::from_names(names);
+                    tree.kids.insert(self.path.as_str().into(), set);
                 }
             }
         }
@@ -121,36 +131,25 @@ impl Open {
     }
 }
 
-/// A node ready to go into the tree: its key, the boxed node and its digest. Making one needs
+/// A node ready to go into the tree: its packed block and its digest. Making one needs
 /// nothing from the tree, so a load can make them on another thread than the one that adds
 /// them.
 pub struct PreparedNode {
-    key: Box<str>,
-    node: Box<Node>,
+    blob: NodeBox,
     digest: u64,
 }
 
 impl PreparedNode {
-    pub fn new(
-        path: &str,
-        data: Option<Box<[u8]>>,
-        acl_ref: i64,
-        stat: StatPersisted,
-    ) -> PreparedNode {
-        let key: Box<str> = key(path).into();
-        let node = Node {
-            data,
-            acl: acl_ref,
+    pub fn new(path: &str, data: Option<&[u8]>, acl_ref: i64, stat: StatPersisted) -> PreparedNode {
+        let meta = Meta {
             stat,
-            children: Default::default(),
+            acl: acl_ref,
+            parent: false,
         };
+        let blob = NodeBox::new(key(path), data, &meta);
         // The digest as the node is made, while its bytes are in the cache.
-        let digest = node_digest(&key, &node);
-        PreparedNode {
-            key,
-            node: Box::new(node),
-            digest,
-        }
+        let digest = blob_digest(&blob);
+        PreparedNode { blob, digest }
     }
 }
 
@@ -175,8 +174,7 @@ impl TreeLoader {
         acl_ref: i64,
         stat: StatPersisted,
     ) -> Result<(), LoadError> {
-        let data = data.map(|d| Box::from(&d[..]));
-        self.add_prepared(PreparedNode::new(path, data, acl_ref, stat))
+        self.add_prepared(PreparedNode::new(path, data.as_deref(), acl_ref, stat))
     }
 
     /// [`TreeLoader::add`] for data borrowed from a reader: it is copied once, into the node.
@@ -187,7 +185,7 @@ impl TreeLoader {
         acl_ref: i64,
         stat: StatPersisted,
     ) -> Result<(), LoadError> {
-        self.add_prepared(PreparedNode::new(path, data.map(Box::from), acl_ref, stat))
+        self.add_prepared(PreparedNode::new(path, data, acl_ref, stat))
     }
 
     /// Make room for `additional` more nodes, so the node table does not grow (and move every
@@ -198,8 +196,8 @@ impl TreeLoader {
 
     /// Add a node made by [`PreparedNode::new`]; its parent must already be loaded.
     pub fn add_prepared(&mut self, prepared: PreparedNode) -> Result<(), LoadError> {
-        let PreparedNode { key, node, digest } = prepared;
-        let path: &str = &key;
+        let PreparedNode { blob, digest } = prepared;
+        let path: &str = blob.path();
         let (parent, name) = parent_and_name(path);
         if path == "/" {
             self.close_to(None);
@@ -210,23 +208,29 @@ impl TreeLoader {
             o.ends.push(o.names.len());
         } else {
             // Not in preorder: straight into the parent's set.
-            let Some(p) = self.tree.nodes.get_mut(parent) else {
+            let Some(p) = self.tree.blob_mut(parent) else {
                 return Err(LoadError::Orphan(path.to_owned()));
             };
-            p.children.insert(name);
+            if !p.is_parent() {
+                let mut m = p.meta();
+                m.parent = true;
+                p.set_meta(&m);
+            }
+            self.tree.add_child(parent, name);
         }
         let t = &mut self.tree;
-        let acl_ref = node.acl;
+        let meta = blob.meta();
+        let acl_ref = meta.acl;
         if acl_ref != OPEN_UNSAFE_ACL_REF && !t.acls.add_use(acl_ref) {
             return Err(LoadError::MissingAcl {
                 path: path.to_owned(),
                 acl_ref,
             });
         }
-        let len = node.data.as_ref().map(|d| d.len()).unwrap_or(0);
+        let len = blob.data_len();
         t.data_size += (path.len() + len) as u64;
         t.digest = t.digest.wrapping_add(digest);
-        t.index(path, node.stat.ephemeral_owner);
+        t.index(path, meta.stat.ephemeral_owner);
         if let Some(q) = parent.strip_prefix(QUOTA_ROOT) {
             if name == QUOTA_LIMITS {
                 t.quota_roots.insert(q.to_owned());
@@ -240,10 +244,10 @@ impl TreeLoader {
         o.path.push_str(path);
         self.depth += 1;
         // (A failed load is dropped whole, so what was recorded above does not matter then.)
-        match self.tree.nodes.entry(key) {
-            Entry::Occupied(e) => Err(LoadError::Duplicate(e.key().to_string())),
+        match self.tree.nodes.entry(blob) {
+            Entry::Occupied(e) => Err(LoadError::Duplicate(e.key().path().to_owned())),
             Entry::Vacant(v) => {
-                v.insert(node);
+                v.insert(());
                 Ok(())
             }
         }
@@ -257,7 +261,7 @@ impl TreeLoader {
             if parent == Some(top.path.as_str()) {
                 return Some(self.depth - 1);
             }
-            top.close(&mut self.tree.nodes);
+            top.close(&mut self.tree);
             self.depth -= 1;
         }
         None
@@ -287,6 +291,8 @@ impl DataTree {
     pub(super) fn empty() -> DataTree {
         DataTree {
             nodes: Default::default(),
+            kids: Default::default(),
+            no_children: Children::default(),
             acls: Default::default(),
             ephemerals: Default::default(),
             containers: Default::default(),
@@ -313,19 +319,24 @@ impl DataTree {
             };
             if path != "/" {
                 let (parent, name) = parent_and_name(path);
-                if let Some(p) = self.nodes.get_mut(parent) {
-                    p.children.insert(name);
+                if let Some(p) = self.blob_mut(parent) {
+                    if !p.is_parent() {
+                        let mut m = p.meta();
+                        m.parent = true;
+                        p.set_meta(&m);
+                    }
+                    self.add_child(parent, name);
                 }
                 self.data_size += path.len() as u64;
             }
-            let node = Node {
-                data: Some(Box::default()),
-                acl,
+            let meta = Meta {
                 stat: super::system_stat(path),
-                ..Default::default()
+                acl,
+                parent: false,
             };
-            self.digest = self.digest.wrapping_add(node_digest(path, &node));
-            self.nodes.insert(path.into(), Box::new(node));
+            let blob = NodeBox::new(path, Some(&[]), &meta);
+            self.digest = self.digest.wrapping_add(blob_digest(&blob));
+            self.nodes.insert(blob, ());
         }
         debug_assert_eq!(self.digest, self.full_digest());
     }
@@ -344,15 +355,17 @@ impl DataTree {
     pub fn repair_parent_after_create(&mut self, path: &str, parent_cversion: i32, zxid: i64) {
         let (parent, _) = parent_and_name(path);
         let before = self.digest_of(parent);
-        if let Some(p) = self.nodes.get_mut(parent) {
+        if let Some(p) = self.blob_mut(parent) {
+            let mut m = p.meta();
             let cv = if parent_cversion == -1 {
-                p.stat.cversion.wrapping_add(1)
+                m.stat.cversion.wrapping_add(1)
             } else {
                 parent_cversion
             };
-            if cv > p.stat.cversion {
-                p.stat.cversion = cv;
-                p.stat.pzxid = zxid;
+            if cv > m.stat.cversion {
+                m.stat.cversion = cv;
+                m.stat.pzxid = zxid;
+                p.set_meta(&m);
             }
         }
         self.digest = self
@@ -368,9 +381,11 @@ impl DataTree {
     pub fn repair_parent_after_delete(&mut self, path: &str, zxid: i64) {
         let (parent, _) = parent_and_name(path);
         let before = self.digest_of(parent);
-        if let Some(p) = self.nodes.get_mut(parent) {
-            if zxid > p.stat.pzxid {
-                p.stat.pzxid = zxid;
+        if let Some(p) = self.blob_mut(parent) {
+            let mut m = p.meta();
+            if zxid > m.stat.pzxid {
+                m.stat.pzxid = zxid;
+                p.set_meta(&m);
             }
         }
         self.digest = self
@@ -407,16 +422,17 @@ impl DataTree {
             work += 1;
             match frame {
                 Frame::Node(path) => {
-                    let Some(n) = self.nodes.get(path.as_str()) else {
+                    let Some(n) = self.blob(&path) else {
                         continue;
                     };
+                    let meta = n.meta();
                     w.ustring(if path == "/" { "" } else { &path })
-                        .buffer(n.data.as_deref())
-                        .i64(n.acl);
-                    n.stat.write_to(w);
-                    *max_acl = (*max_acl).max(n.acl);
+                        .buffer(n.data())
+                        .i64(meta.acl);
+                    meta.stat.write_to(w);
+                    *max_acl = (*max_acl).max(meta.acl);
                     written += 1;
-                    if !n.children.is_empty() {
+                    if n.is_parent() {
                         stack.0.push(Frame::Children {
                             parent: path,
                             after: None,
@@ -424,10 +440,10 @@ impl DataTree {
                     }
                 }
                 Frame::Children { parent, after } => {
-                    let Some(n) = self.nodes.get(parent.as_str()) else {
+                    let Some(set) = self.kids.get(parent.as_str()) else {
                         continue;
                     };
-                    let names = n.children.after(after.as_deref(), CHILD_RUN);
+                    let names = set.after(after.as_deref(), CHILD_RUN);
                     let Some(last) = names.last() else { continue };
                     let more = names.len() == CHILD_RUN;
                     let last: Box<str> = (*last).into();

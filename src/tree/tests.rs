@@ -39,7 +39,7 @@ fn create_and_delete_keep_java_stat_arithmetic() {
     assert_eq!(a.pzxid, 13);
     assert_eq!(a.data_length, 2);
     assert_eq!(t.stat("/a/c").unwrap().data_length, 0);
-    assert_eq!(t.node("/a/c").unwrap().data, None);
+    assert_eq!(t.node("/a/c").unwrap().data(), None);
     assert_eq!(
         t.delete_node("/a", 14),
         Err(TreeError::NotEmpty("/a".into()))
@@ -154,9 +154,9 @@ fn quota_stats_track_the_subtree() {
     let stats = |t: &DataTree| {
         t.node("/zookeeper/quota/p/zookeeper_stats")
             .unwrap()
-            .data
-            .clone()
+            .data()
             .unwrap()
+            .to_vec()
     };
     assert_eq!(&stats(&t)[..], b"count=2,bytes=3");
     t.create_node("/p/d", Some(Bytes::from_static(b"xyz")), open(), 0, 2, 6, 0)
