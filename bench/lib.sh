@@ -23,13 +23,15 @@ measured() {
   local pid=$1; shift
   rm -f "$work/ready"
   "$@" > "$work/line" &
-  local gpid=$! u0="" k0="" u1 k1
+  # Command substitutions only: bash 5.2's `wait PID` was seen to hang for good after a
+  # process substitution (`< <(...)`) ran in this loop.
+  local gpid=$! t0="" t1
   while kill -0 "$gpid" 2>/dev/null; do
-    if [ -z "$u0" ] && [ -e "$work/ready" ]; then read -r u0 k0 < <(awk '{print $14, $15}' "/proc/$pid/stat"); fi
+    if [ -z "$t0" ] && [ -e "$work/ready" ]; then t0=$(awk '{print $14, $15}' "/proc/$pid/stat"); fi
     sleep 0.01
   done
   wait "$gpid"
-  read -r u1 k1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
-  [ -n "$u0" ] || { u0=$u1; k0=$k1; }
-  USER_TICKS=$((u1 - u0)); SYS_TICKS=$((k1 - k0))
+  t1=$(awk '{print $14, $15}' "/proc/$pid/stat")
+  [ -n "$t0" ] || t0=$t1
+  USER_TICKS=$(( ${t1% *} - ${t0% *} )); SYS_TICKS=$(( ${t1#* } - ${t0#* } ))
 }

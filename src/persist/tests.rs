@@ -488,6 +488,9 @@ fn the_snapshot_writer_under_writes_rebuilds_the_live_tree() {
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        // The file is in place; let the thread finish its clean-up (the scratch file goes
+        // just after the rename) before looking for leftovers.
+        snaps.shutdown(&mut w.tree, std::time::Duration::from_secs(20));
         for _ in 0..50 {
             w.step();
         }

@@ -223,6 +223,7 @@ impl DataTree {
     }
 
     fn view<'a>(&'a self, blob: &'a NodeBox) -> Node<'a> {
+        debug_assert_eq!(blob.is_parent(), self.kids.contains_key(blob.path()));
         let children = if blob.is_parent() {
             self.kids.get(blob.path()).unwrap_or(&self.no_children)
         } else {
@@ -363,8 +364,8 @@ impl DataTree {
             pm.stat.cversion = parent_cversion;
             pm.stat.pzxid = zxid;
         }
-        pm.parent = true;
         parent.set_meta(&pm);
+        parent.set_parent(true);
         self.add_child(parent_path, name);
         let acl_ref = self.acls.intern(&acl);
         let len = data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
@@ -380,7 +381,6 @@ impl DataTree {
                 ..Default::default()
             },
             acl: acl_ref,
-            parent: false,
         };
         let blob = NodeBox::new(path, data.as_deref(), &meta);
         let own = blob_digest(&blob);
@@ -398,6 +398,7 @@ impl DataTree {
         let node = self
             .blob(path)
             .ok_or_else(|| TreeError::NoNode(path.to_owned()))?;
+        debug_assert_eq!(node.is_parent(), self.kids.contains_key(node.path()));
         if node.is_parent() {
             return Err(TreeError::NotEmpty(path.to_owned()));
         }
@@ -408,11 +409,11 @@ impl DataTree {
         let still_parent = self.remove_child(parent_path, name);
         if let Some(parent) = self.blob_mut(parent_path) {
             let mut pm = parent.meta();
-            pm.parent = still_parent;
             if zxid > pm.stat.pzxid {
                 pm.stat.pzxid = zxid;
+                parent.set_meta(&pm);
             }
-            parent.set_meta(&pm);
+            parent.set_parent(still_parent);
         }
         self.digest = self
             .digest

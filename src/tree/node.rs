@@ -16,7 +16,7 @@
 //! path bytes | data bytes
 //! ```
 
-use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
 use std::ptr::NonNull;
@@ -51,18 +51,17 @@ const OPTIONAL: [(u16, usize); 8] = [
 /// Allocation alignment (the allocator's minimum anyway; nothing is read unaligned-sensitive).
 const ALIGN: usize = 8;
 
-/// A node's metadata, decoded: what [`NodeBox`] stores besides its path and data.
+/// A node's metadata, decoded: what [`NodeBox`] stores besides its path, data and whether it
+/// has children (that flag belongs to the tree's bookkeeping: [`NodeBox::set_parent`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Meta {
     pub stat: StatPersisted,
     /// Reference into the tree's ACL cache.
     pub acl: i64,
-    /// Whether the node has children.
-    pub parent: bool,
 }
 
 impl Meta {
-    fn flags(&self, data_null: bool) -> u16 {
+    fn flags(&self, data_null: bool, parent: bool) -> u16 {
         let s = &self.stat;
         let mut f = 0;
         let mut set = |cond: bool, bit: u16| {
@@ -79,7 +78,7 @@ impl Meta {
         set(s.version != 0, HAS_VERSION);
         set(s.cversion != 0, HAS_CVERSION);
         set(s.aversion != 0, HAS_AVERSION);
-        set(self.parent, PARENT);
+        set(parent, PARENT);
         f
     }
 }
@@ -152,21 +151,26 @@ unsafe impl Send for NodeBox {}
 unsafe impl Sync for NodeBox {}
 
 impl NodeBox {
-    /// A node with `path`, `data` (None: a null buffer) and `meta`.
+    /// A node (without children) with `path`, `data` (None: a null buffer) and `meta`.
     pub fn new(path: &str, data: Option<&[u8]>, meta: &Meta) -> NodeBox {
-        let flags = meta.flags(data.is_none());
+        NodeBox::build(path, data, meta, false)
+    }
+
+    fn build(path: &str, data: Option<&[u8]>, meta: &Meta, parent: bool) -> NodeBox {
+        let flags = meta.flags(data.is_none(), parent);
         let head = header_len(flags);
         let data = data.unwrap_or_default();
         let total = head + path.len() + data.len();
         let (path_len, data_len) = (len32(path.len()), len32(data.len()));
         let layout = Layout::from_size_align(total, ALIGN).unwrap_or_else(|_| layout_overflow());
-        // SAFETY: `total` ≥ FIXED > 0, so the layout is non-zero-sized.
-        let raw = unsafe { alloc(layout) };
+        // SAFETY: `total` ≥ FIXED > 0, so the layout is non-zero-sized. Zeroed, so the
+        // slice below is over initialized bytes from the start.
+        let raw = unsafe { alloc_zeroed(layout) };
         let Some(ptr) = NonNull::new(raw) else {
             handle_alloc_error(layout)
         };
-        // SAFETY: the block is `total` bytes, freshly allocated and exclusively ours; every
-        // byte is written below before any is read.
+        // SAFETY: the block is `total` initialized bytes, freshly allocated and exclusively
+        // ours.
         let buf = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), total) };
         encode_header(&mut buf[..head], flags, meta, path_len, data_len);
         buf[head..head + path.len()].copy_from_slice(path.as_bytes());
@@ -264,7 +268,6 @@ impl NodeBox {
                 ..Default::default()
             },
             acl: i32::from_le_bytes([b[26], b[27], b[28], b[29]]) as i64,
-            parent: flags & PARENT != 0,
         };
         let mut at = FIXED;
         for (bit, width) in OPTIONAL {
@@ -289,11 +292,23 @@ impl NodeBox {
         m
     }
 
+    /// Mark the node as having children or not (in place: the flag has no field).
+    pub fn set_parent(&mut self, on: bool) {
+        let mut flags = self.flags();
+        if on {
+            flags |= PARENT;
+        } else {
+            flags &= !PARENT;
+        }
+        self.bytes_mut()[0..2].copy_from_slice(&flags.to_le_bytes());
+    }
+
     /// Replace the metadata, in place when its encoding keeps its length, else by moving to
     /// a new block.
     pub fn set_meta(&mut self, meta: &Meta) {
         let data_null = self.flags() & DATA_NULL != 0;
-        let flags = meta.flags(data_null);
+        let parent = self.is_parent();
+        let flags = meta.flags(data_null, parent);
         let old = header_len(self.flags());
         if header_len(flags) == old {
             let (path_len, data_len) = (len32(self.path().len()), len32(self.data_len()));
@@ -305,13 +320,14 @@ impl NodeBox {
                 data_len,
             );
         } else {
-            *self = NodeBox::new(self.path(), self.data(), meta);
+            *self = NodeBox::build(self.path(), self.data(), meta, parent);
         }
     }
 
     /// Replace data and metadata together, in place when the lengths allow.
     pub fn set_data(&mut self, data: Option<&[u8]>, meta: &Meta) {
-        let flags = meta.flags(data.is_none());
+        let parent = self.is_parent();
+        let flags = meta.flags(data.is_none(), parent);
         let new_len = data.map_or(0, <[u8]>::len);
         if header_len(flags) == header_len(self.flags()) && new_len == self.data_len() {
             let head = header_len(flags);
@@ -320,7 +336,7 @@ impl NodeBox {
             encode_header(&mut b[..head], flags, meta, len32(path_len), len32(new_len));
             b[head + path_len..].copy_from_slice(data.unwrap_or_default());
         } else {
-            *self = NodeBox::new(self.path(), data, meta);
+            *self = NodeBox::build(self.path(), data, meta, parent);
         }
     }
 }
@@ -398,7 +414,6 @@ mod tests {
                 pzxid: seed,
             },
             acl: 1,
-            parent: false,
         }
     }
 
@@ -422,7 +437,7 @@ mod tests {
         // Each field away from its default, alone and together, with wide and narrow ACLs.
         let base = meta(1 << 40);
         let mut variants = vec![base.clone()];
-        let tweaks: [fn(&mut Meta); 10] = [
+        let tweaks: [fn(&mut Meta); 9] = [
             |m| m.stat.mzxid += 5,
             |m| m.stat.mtime -= 3,
             |m| m.stat.pzxid = i64::MAX,
@@ -432,7 +447,6 @@ mod tests {
             |m| m.stat.version = i32::MIN,
             |m| m.stat.cversion = 3,
             |m| m.stat.aversion = -1,
-            |m| m.parent = true,
         ];
         for (i, t) in tweaks.iter().enumerate() {
             let mut one = base.clone();
@@ -444,11 +458,15 @@ mod tests {
             }
             variants.push(all);
         }
-        for from in &variants {
+        for (i, from) in variants.iter().enumerate() {
             let mut b = NodeBox::new("/p/q", Some(b"data"), from);
             assert_eq!(&b.meta(), from);
+            // The children flag survives every change, set or not.
+            let parent = i % 2 == 0;
+            b.set_parent(parent);
             for to in &variants {
                 b.set_meta(to);
+                assert_eq!(b.is_parent(), parent);
                 assert_eq!(&b.meta(), to);
                 assert_eq!(b.acl(), to.acl);
                 assert_eq!(b.path(), "/p/q");
@@ -461,6 +479,7 @@ mod tests {
                 Some(&b"longer"[..]),
             ] {
                 b.set_data(data, from);
+                assert_eq!(b.is_parent(), parent);
                 assert_eq!(b.data(), data);
                 assert_eq!(&b.meta(), from);
                 assert_eq!(b.path(), "/p/q");

@@ -103,11 +103,7 @@ impl Open {
             return;
         }
         if let Some(n) = tree.blob_mut(&self.path) {
-            if !n.is_parent() {
-                let mut m = n.meta();
-                m.parent = true;
-                n.set_meta(&m);
-            }
+            n.set_parent(true);
             let mut start = 0;
             let names = self.ends.iter().map(|&end| {
                 let name = &self.names[start..end];
@@ -141,11 +137,7 @@ pub struct PreparedNode {
 
 impl PreparedNode {
     pub fn new(path: &str, data: Option<&[u8]>, acl_ref: i64, stat: StatPersisted) -> PreparedNode {
-        let meta = Meta {
-            stat,
-            acl: acl_ref,
-            parent: false,
-        };
+        let meta = Meta { stat, acl: acl_ref };
         let blob = NodeBox::new(key(path), data, &meta);
         // The digest as the node is made, while its bytes are in the cache.
         let digest = blob_digest(&blob);
@@ -211,11 +203,7 @@ impl TreeLoader {
             let Some(p) = self.tree.blob_mut(parent) else {
                 return Err(LoadError::Orphan(path.to_owned()));
             };
-            if !p.is_parent() {
-                let mut m = p.meta();
-                m.parent = true;
-                p.set_meta(&m);
-            }
+            p.set_parent(true);
             self.tree.add_child(parent, name);
         }
         let t = &mut self.tree;
@@ -320,11 +308,7 @@ impl DataTree {
             if path != "/" {
                 let (parent, name) = parent_and_name(path);
                 if let Some(p) = self.blob_mut(parent) {
-                    if !p.is_parent() {
-                        let mut m = p.meta();
-                        m.parent = true;
-                        p.set_meta(&m);
-                    }
+                    p.set_parent(true);
                     self.add_child(parent, name);
                 }
                 self.data_size += path.len() as u64;
@@ -332,7 +316,6 @@ impl DataTree {
             let meta = Meta {
                 stat: super::system_stat(path),
                 acl,
-                parent: false,
             };
             let blob = NodeBox::new(path, Some(&[]), &meta);
             self.digest = self.digest.wrapping_add(blob_digest(&blob));

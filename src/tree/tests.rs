@@ -178,3 +178,47 @@ fn odd_paths_do_not_panic() {
         let _ = t.delete_node(p, 1);
     }
 }
+
+#[test]
+fn a_load_out_of_preorder_still_links_every_child() {
+    let stat = |z: i64| StatPersisted {
+        czxid: z,
+        mzxid: z,
+        pzxid: z,
+        ..Default::default()
+    };
+    let mut l = TreeLoader::new(Vec::new(), false);
+    for (i, p) in ["/", "/a", "/a/b", "/c", "/a/d", "/c/e", "/a/b/f"]
+        .into_iter()
+        .enumerate()
+    {
+        l.add(
+            p,
+            Some(Bytes::from_static(b"v")),
+            OPEN_UNSAFE_ACL_REF,
+            stat(i as i64),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        l.add("/x/y", None, OPEN_UNSAFE_ACL_REF, stat(9)),
+        Err(LoadError::Orphan("/x/y".into()))
+    );
+    let mut t = l.finish();
+    assert_eq!(t.children("/a").unwrap(), ["b", "d"]);
+    assert_eq!(t.children("/a/b").unwrap(), ["f"]);
+    assert_eq!(t.children("/c").unwrap(), ["e"]);
+    assert_eq!(t.stat("/a").unwrap().num_children, 2);
+    assert_eq!(t.digest(), t.full_digest());
+    // Leaves and parents behave as built by creates: the last child's delete makes a leaf.
+    assert_eq!(
+        t.delete_node("/a/b", 20),
+        Err(TreeError::NotEmpty("/a/b".into()))
+    );
+    t.delete_node("/a/b/f", 21).unwrap();
+    t.delete_node("/a/b", 22).unwrap();
+    t.delete_node("/a/d", 23).unwrap();
+    assert_eq!(t.stat("/a").unwrap().num_children, 0);
+    t.delete_node("/a", 24).unwrap();
+    assert_eq!(t.digest(), t.full_digest());
+}
