@@ -100,7 +100,7 @@ for run in $(seq 1 "$RUNS"); do
       snap_bytes=$(stat -c %s "$(ls -t "$work/$kind/data/version-2"/snapshot.* | head -1)")
       sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
       PID=""; secs=""
-      read -r PID secs < <(restart_on_data "$kind") || true
+      restart_on_data "$kind" > "$work/restarted" || true; read -r PID secs < "$work/restarted" || true
       if [ -n "$secs" ]; then
         sleep 2
         rss2=$(rss_kb "$PID")
@@ -117,7 +117,7 @@ for run in $(seq 1 "$RUNS"); do
         sed -i '/^snapCount=/d' "$work/$kind/zoo.cfg"
         echo "snapCount=$SNAP_COUNT" >> "$work/$kind/zoo.cfg"
         PID=""; secs=""
-        read -r PID secs < <(restart_on_data "$kind") || true
+        restart_on_data "$kind" > "$work/restarted" || true; read -r PID secs < "$work/restarted" || true
         if [ -n "$secs" ]; then
           sleep 10   # the snapshot both servers take after loading
           taskset -c 1 python3 bench/snapwatch.py "$work/$kind/data/version-2" "$work/snaps" \
