@@ -43,6 +43,10 @@ pub use ensemble::{PeerEvent, QuorumCtx, QuorumMsg, Role, LEARNER_QUEUE};
 
 /// Txns applied but not yet durable before the core stops taking requests.
 const MAX_UNSYNCED: i64 = 20_000;
+const _: () = assert!(
+    (MAX_UNSYNCED as usize) < crate::persist::log_writer::LOG_QUEUE,
+    "the log queue must hold every txn the core may leave unsynced"
+);
 /// Frames waiting for the log before the core stops taking requests.
 const MAX_HELD: usize = 200_000;
 /// Snapshot walk per idle millisecond: a request that arrives meanwhile waits at most this.
