@@ -983,16 +983,22 @@ mod tests {
         }
     }
 
+    /// 0..n in an order fixed by `seed`.
+    fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+        let mut rng = Rng(seed);
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        order
+    }
+
     /// Random order (`n{i}`, names of mixed length) and sequential (`lock-{:010}`, one
     /// length) at a million children.
     #[test]
     fn a_child_costs_about_its_name() {
         let n = 1_000_000;
-        let mut rng = Rng(7);
-        let mut order: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
+        let order = shuffled(n, 7);
         let mut random = Children::default();
         for &i in &order {
             assert!(random.insert(&format!("n{i}")));
@@ -1020,11 +1026,7 @@ mod tests {
     #[test]
     fn loads_pack_and_deletes_give_memory_back() {
         let n = 200_000;
-        let mut rng = Rng(11);
-        let mut order: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
+        let order = shuffled(n, 11);
         let names: Vec<String> = order.iter().map(|i| format!("n{i}")).collect();
         let mut c = Children::from_names(names.iter().map(String::as_str));
         c.check();

@@ -272,28 +272,37 @@ impl DataTree {
             .map(|n| n.children().iter().map(str::to_owned).collect())
     }
 
-    /// Add `name` to the children of `parent` (which must exist); false if it was there.
-    fn add_child(&mut self, parent: &str, name: &str) -> bool {
-        if let Some(set) = self.kids.get_mut(parent) {
-            return set.insert(name);
+    /// The children of `parent`, to add to: the one place a node becomes a parent (its flag
+    /// set, its entry in the parents' table made). `None` if there is no such node.
+    fn children_mut(&mut self, parent: &str) -> Option<&mut Children> {
+        self.blob_mut(parent)?.set_parent(true);
+        if !self.kids.contains_key(parent) {
+            self.kids.insert(parent.into(), Children::default());
         }
-        let mut set = Children::default();
-        set.insert(name);
-        self.kids.insert(parent.into(), set);
-        true
+        self.kids.get_mut(parent)
     }
 
-    /// Remove `name` from the children of `parent`; whether `parent` still has children.
-    fn remove_child(&mut self, parent: &str, name: &str) -> bool {
+    /// Add `name` to the children of `parent`; false if there is no such node.
+    fn add_child(&mut self, parent: &str, name: &str) -> bool {
+        self.children_mut(parent).is_some_and(|set| {
+            set.insert(name);
+            true
+        })
+    }
+
+    /// Remove `name` from the children of `parent`; when the last goes, the node is a leaf
+    /// again (entry dropped, flag cleared).
+    fn remove_child(&mut self, parent: &str, name: &str) {
         let Some(set) = self.kids.get_mut(parent) else {
-            return false;
+            return;
         };
         set.remove(name);
         if set.is_empty() {
             self.kids.remove(parent);
-            return false;
+            if let Some(p) = self.blob_mut(parent) {
+                p.set_parent(false);
+            }
         }
-        true
     }
 
     fn index(&mut self, path: &str, owner: i64) {
@@ -365,7 +374,6 @@ impl DataTree {
             pm.stat.pzxid = zxid;
         }
         parent.set_meta(&pm);
-        parent.set_parent(true);
         self.add_child(parent_path, name);
         let acl_ref = self.acls.intern(&acl);
         let len = data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
@@ -406,14 +414,13 @@ impl DataTree {
         let Some((node, ())) = self.nodes.remove_entry(path) else {
             return Err(TreeError::NoNode(path.to_owned()));
         };
-        let still_parent = self.remove_child(parent_path, name);
+        self.remove_child(parent_path, name);
         if let Some(parent) = self.blob_mut(parent_path) {
             let mut pm = parent.meta();
             if zxid > pm.stat.pzxid {
                 pm.stat.pzxid = zxid;
                 parent.set_meta(&pm);
             }
-            parent.set_parent(still_parent);
         }
         self.digest = self
             .digest

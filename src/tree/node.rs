@@ -201,28 +201,27 @@ impl NodeBox {
         rd_u16(self.bytes(), 0)
     }
 
-    fn path_range(&self) -> (usize, usize) {
+    /// The block, and where its path starts and ends in it.
+    fn split(&self) -> (&[u8], usize, usize) {
         let b = self.bytes();
         let start = header_len(rd_u16(b, 0));
-        (start, start + rd_u32(b, 2) as usize)
+        (b, start, start + rd_u32(b, 2) as usize)
     }
 
     /// The node's full path ("/" for the root).
     pub fn path(&self) -> &str {
-        let (start, end) = self.path_range();
-        let bytes = &self.bytes()[start..end];
+        let (b, start, end) = self.split();
         // SAFETY: the path bytes were copied from a `&str` in `new` and are never written
         // again (in-place updates touch only the header and data).
-        unsafe { std::str::from_utf8_unchecked(bytes) }
+        unsafe { std::str::from_utf8_unchecked(&b[start..end]) }
     }
 
     /// The data; `None` is a null buffer, distinct from empty data.
     pub fn data(&self) -> Option<&[u8]> {
-        let b = self.bytes();
+        let (b, _, end) = self.split();
         if rd_u16(b, 0) & DATA_NULL != 0 {
             return None;
         }
-        let (_, end) = self.path_range();
         Some(&b[end..])
     }
 

@@ -102,23 +102,18 @@ impl Open {
         if self.ends.is_empty() {
             return;
         }
-        if let Some(n) = tree.blob_mut(&self.path) {
-            n.set_parent(true);
+        if let Some(set) = tree.children_mut(&self.path) {
             let mut start = 0;
             let names = self.ends.iter().map(|&end| {
                 let name = &self.names[start..end];
                 start = end;
                 name
             });
-            match tree.kids.get_mut(self.path.as_str()) {
-                Some(set) => {
-                    for name in names {
-                        set.insert(name);
-                    }
-                }
-                None => {
-                    let set = Children::from_names(names);
-                    tree.kids.insert(self.path.as_str().into(), set);
+            if set.is_empty() {
+                *set = Children::from_names(names);
+            } else {
+                for name in names {
+                    set.insert(name);
                 }
             }
         }
@@ -200,11 +195,9 @@ impl TreeLoader {
             o.ends.push(o.names.len());
         } else {
             // Not in preorder: straight into the parent's set.
-            let Some(p) = self.tree.blob_mut(parent) else {
+            if !self.tree.add_child(parent, name) {
                 return Err(LoadError::Orphan(path.to_owned()));
-            };
-            p.set_parent(true);
-            self.tree.add_child(parent, name);
+            }
         }
         let t = &mut self.tree;
         let meta = blob.meta();
@@ -307,10 +300,7 @@ impl DataTree {
             };
             if path != "/" {
                 let (parent, name) = parent_and_name(path);
-                if let Some(p) = self.blob_mut(parent) {
-                    p.set_parent(true);
-                    self.add_child(parent, name);
-                }
+                self.add_child(parent, name);
                 self.data_size += path.len() as u64;
             }
             let meta = Meta {
