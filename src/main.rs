@@ -8,6 +8,14 @@ use tracing_subscriber::EnvFilter;
 
 use ferrokeeper::config::{parse_define, ServerConfig};
 
+/// jemalloc instead of glibc's malloc. A znode is one heap block of a few hundred bytes that
+/// lives as long as the node; jemalloc keeps such blocks in per-size runs with no per-block
+/// header, where glibc adds 8 bytes and rounds to 16, and interleaves them with the
+/// short-lived request buffers of each worker thread's arena. At 1M znodes of 100 B that is
+/// 201 MiB of RSS instead of 227 MiB, at the same throughput (bench/results, 2026-11-29).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A ZooKeeper server that stock ZooKeeper clients cannot tell from Apache ZooKeeper 3.9.
 #[derive(Debug, Parser)]
 #[command(name = "ferrokeeper", version, about, long_about = None)]

@@ -113,7 +113,14 @@ pub struct DataTree {
     extended_types: bool,
     /// Java's tree digest: the wrapping sum of every node's [`node_digest`].
     digest: u64,
+    /// Inserts still needed before the node table's last growth is surely complete (see
+    /// [`DataTree::finish_growth`]).
+    carry_debt: usize,
 }
+
+/// How many old-table entries the node table moves to its new table on each insert after it
+/// grows (griddle's incremental resize moves 8; counting 4 errs on the side of finishing).
+const CARRIED_PER_INSERT: usize = 4;
 
 impl Default for DataTree {
     fn default() -> Self {
@@ -392,12 +399,54 @@ impl DataTree {
         };
         let blob = NodeBox::new(path, data.as_deref(), &meta);
         let own = blob_digest(&blob);
-        self.nodes.insert(blob, ());
+        self.insert_blob(blob);
         let after = self.digest_of(parent_path).wrapping_add(own);
         self.digest = self.digest.wrapping_sub(parent_before).wrapping_add(after);
         self.index(path, ephemeral_owner);
         self.quota_after_create(path, parent_path, name, len);
         Ok(())
+    }
+
+    /// Put a new block in the node table, keeping count of how far its incremental growth has
+    /// to go: when the table outgrows its capacity it allocates one twice the size and moves
+    /// the old entries a few per insert, so until that many more inserts have happened both
+    /// tables are allocated.
+    fn insert_blob(&mut self, blob: NodeBox) {
+        let before = self.nodes.capacity();
+        self.nodes.insert(blob, ());
+        self.note_insert(before);
+    }
+
+    /// Count one insert into the node table, whose capacity was `before` it.
+    pub(super) fn note_insert(&mut self, before: usize) {
+        if self.nodes.capacity() != before {
+            let moving = self.nodes.len() - 1;
+            self.carry_debt = moving.div_ceil(CARRIED_PER_INSERT) + 1;
+        } else {
+            self.carry_debt = self.carry_debt.saturating_sub(1);
+        }
+    }
+
+    /// Whether the node table may still hold its pre-growth table.
+    pub fn growing(&self) -> bool {
+        self.carry_debt > 0
+    }
+
+    /// Finish up to `budget` inserts' worth of the node table's incremental growth without a
+    /// new node, so that a tree which stopped growing (a load of a million nodes, then reads)
+    /// frees the old table, about 9 bytes a node, instead of keeping it until the next writes.
+    /// Each step takes the root out of the table and puts it back: an insert, which moves old
+    /// entries along. Returns whether more remains.
+    pub fn finish_growth(&mut self, budget: usize) -> bool {
+        for _ in 0..budget.min(self.carry_debt) {
+            let Some((root, ())) = self.nodes.remove_entry("/") else {
+                self.carry_debt = 0;
+                break;
+            };
+            self.nodes.insert(root, ());
+            self.carry_debt -= 1;
+        }
+        self.growing()
     }
 
     /// Remove a leaf node.

@@ -225,10 +225,12 @@ impl TreeLoader {
         o.path.push_str(path);
         self.depth += 1;
         // (A failed load is dropped whole, so what was recorded above does not matter then.)
+        let before = self.tree.nodes.capacity();
         match self.tree.nodes.entry(blob) {
             Entry::Occupied(e) => Err(LoadError::Duplicate(e.key().path().to_owned())),
             Entry::Vacant(v) => {
                 v.insert(());
+                self.tree.note_insert(before);
                 Ok(())
             }
         }
@@ -282,6 +284,7 @@ impl DataTree {
             data_size: 0,
             extended_types: false,
             digest: 0,
+            carry_debt: 0,
         }
     }
 
@@ -309,7 +312,7 @@ impl DataTree {
             };
             let blob = NodeBox::new(path, Some(&[]), &meta);
             self.digest = self.digest.wrapping_add(blob_digest(&blob));
-            self.nodes.insert(blob, ());
+            self.insert_blob(blob);
         }
         debug_assert_eq!(self.digest, self.full_digest());
     }

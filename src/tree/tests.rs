@@ -222,3 +222,50 @@ fn a_load_out_of_preorder_still_links_every_child() {
     t.delete_node("/a", 24).unwrap();
     assert_eq!(t.digest(), t.full_digest());
 }
+
+#[test]
+fn finishing_the_node_tables_growth_keeps_every_node() {
+    let mut t = DataTree::new();
+    let mut n = 0;
+    // Grow the table at least once, then stop right after a growth.
+    let mut grew = 0;
+    while grew < 2 {
+        let before = t.nodes.capacity();
+        t.create_node(&format!("/n{n}"), None, open(), 0, 0, 10 + n, 1000)
+            .unwrap();
+        n += 1;
+        if t.nodes.capacity() != before {
+            grew += 1;
+        }
+    }
+    assert!(t.growing(), "a growth was just started");
+    let digest = t.digest();
+    let mut rounds = 0;
+    while t.finish_growth(3) {
+        rounds += 1;
+        assert!(rounds < 10_000, "growth never finishes");
+    }
+    assert!(rounds > 0);
+    assert!(!t.growing());
+    assert_eq!(t.digest(), digest);
+    assert_eq!(t.digest(), t.full_digest());
+    for i in 0..n {
+        assert!(t.node(&format!("/n{i}")).is_some(), "/n{i} lost");
+    }
+    assert_eq!(t.node_count(), n as usize + 5);
+    assert_eq!(t.stat("/").unwrap().num_children, n as i32 + 1);
+    // Inserts pay the debt too.
+    let before = t.nodes.capacity();
+    while t.nodes.capacity() == before {
+        t.create_node(&format!("/n{n}"), None, open(), 0, 0, 10 + n, 1000)
+            .unwrap();
+        n += 1;
+    }
+    assert!(t.growing());
+    while t.growing() {
+        t.create_node(&format!("/n{n}"), None, open(), 0, 0, 10 + n, 1000)
+            .unwrap();
+        n += 1;
+    }
+    assert_eq!(t.node_count(), n as usize + 5);
+}
