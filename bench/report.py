@@ -47,9 +47,16 @@ def med(v, i):
 cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"], capture_output=True, text=True).stdout.strip()
 print("# ferrokeeper vs Java ZooKeeper 3.9.5 — %s" % time.strftime("%Y-%m-%d"))
 print()
+generators = sorted({r["r"].get("generator", "zookeeper-client") for r in rows
+              if "ops" in r["r"] and r["r"]["workload"] not in ("storm", "fanout")})
+described = {
+    "lean": "bench/src/lean.rs: raw client-protocol frames, every session on one thread and one epoll",
+    "zookeeper-client": "the Rust zookeeper-client crate's async client",
+}
 print("Machine: %s, %d cores, %s; Java heap -Xmx%s; server pinned to CPU 0,"
-      " load generator (Rust zookeeper-client, closed loop, one request in flight per session) to CPU 1."
-      % (cpu or platform.processor(), os.cpu_count(), platform.platform(), heap))
+      " load generator (closed loop, one request in flight per session; measured through %s) to CPU 1."
+      % (cpu or platform.processor(), os.cpu_count(), platform.platform(), heap,
+         " and ".join(described.get(g, g) for g in generators) or "none"))
 print("Both servers run with forceSync=yes: a write is acknowledged only after an fsync of its log"
       " batch (group commit), data on the same disk. Figures are medians over"
       " runs, ± is the max−min spread; ratio = ferrokeeper / Java (throughput) or Java / ferrokeeper"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: Java ZooKeeper 3.9.5 and ferrokeeper on this machine, same load
-# generator (bench/src/main.rs, a Rust zookeeper-client closed loop), servers alternated run by
-# run. Writes bench/results/<date>.md and prints it.
+# generator (bench/src/main.rs: set-up through zookeeper-client, the measured closed loop
+# through bench/src/lean.rs unless GENERATOR=zookeeper-client), servers alternated run by run.
+# Writes bench/results/<date>.md and prints it.
 #
 #   bash bench/run.sh                 # full matrix
 #   RUNS=1 SECONDS_PER=2 bash bench/run.sh   # quicker
@@ -24,7 +25,15 @@ CROWD=${CROWD:-10000}          # sessions for the connection storm and the watch
 SNAPSHOT=${SNAPSHOT:-1}        # also split write latency by whether a snapshot is being written (needs RESTART=1)
 SNAP_SECONDS=${SNAP_SECONDS:-30}
 SNAP_SESSIONS=${SNAP_SESSIONS:-32}
-SNAP_COUNT=${SNAP_COUNT:-200000}  # snapCount for that run: a snapshot of the loaded tree every few seconds
+SNAP_COUNT=${SNAP_COUNT:-200000}
+# The measured loop: `lean` (raw frames, one thread, one epoll: bench/src/lean.rs) keeps the
+# generator's core below the server's; `zookeeper-client` is the crate's async client.
+GENERATOR=${GENERATOR:-lean}
+case "$GENERATOR" in
+  lean) LEAN=(--lean) ;;
+  zookeeper-client) LEAN=() ;;
+  *) echo "GENERATOR must be lean or zookeeper-client" >&2; exit 2 ;;
+esac  # snapCount for that run: a snapshot of the loaded tree every few seconds
 # zkServer.sh's default ZK_SERVER_HEAP is 1000m; with a million znodes Java 3.9.5 can run out of
 # it while it restarts (its start-up snapshot), so the harness gives it twice that.
 JAVA_HEAP=${JAVA_HEAP:-2000m}
@@ -69,7 +78,8 @@ for run in $(seq 1 "$RUNS"); do
       for size in $sizes; do
       for s in $SESSIONS; do
         measured "$PID" taskset -c 1 python3 bench/rusage.py "$work/client_cpu" "$gen" --server "127.0.0.1:$PORT" \
-            --workload "$wl" --sessions "$s" --size "$size" --seconds "$SECONDS_PER" --ready-file "$work/ready"
+            --workload "$wl" --sessions "$s" --size "$size" --seconds "$SECONDS_PER" --ready-file "$work/ready" \
+            "${LEAN[@]}"
         line=$(cat "$work/line")
         client_cpu=$(cat "$work/client_cpu")
         echo "{\"server\":\"$kind\",\"run\":$run,\"cpu_ticks\":$((USER_TICKS + SYS_TICKS)),\"hz\":$hz,\"client_cpu_s\":$client_cpu,\"r\":$line}" >> "$raw"
@@ -125,7 +135,7 @@ for run in $(seq 1 "$RUNS"); do
           wpid=$!
           measured "$PID" taskset -c 1 "$gen" --server "127.0.0.1:$(port_of "$kind")" --workload set \
               --sessions "$SNAP_SESSIONS" --size 100 --seconds "$SNAP_SECONDS" --ready-file "$work/ready" \
-              --samples "$work/samples"
+              --samples "$work/samples" "${LEAN[@]}"
           wait "$wpid"
           split=$(python3 bench/snapsplit.py "$work/samples" "$work/snaps")
           echo "{\"server\":\"$kind\",\"run\":$run,\"snapsplit\":$split,\"cpu_ticks\":$((USER_TICKS + SYS_TICKS)),\"hz\":$hz,\"r\":$(cat "$work/line")}" >> "$raw"

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+mod lean;
 use hdrhistogram::Histogram;
 use zookeeper_client as zk;
 
@@ -54,6 +56,10 @@ struct Args {
     /// the harness can split them by what the server was doing (bench/snapsplit.py).
     #[arg(long)]
     samples: Option<std::path::PathBuf>,
+    /// Measure through the lean loop (bench/src/lean.rs: raw frames, one thread, one epoll)
+    /// instead of `zookeeper-client`; the set-up still goes through `zookeeper-client`.
+    #[arg(long)]
+    lean: bool,
 }
 
 fn open() -> zk::CreateOptions<'static> {
@@ -139,6 +145,38 @@ async fn main() {
     }
     let warmup = Duration::from_secs(1);
     let run = Duration::from_secs_f64(a.seconds);
+    if a.lean {
+        drop(clients);
+        let hosts = hosts.clone();
+        let (root, workload, value) = (root.clone(), a.workload.clone(), value.clone());
+        let (sessions, ready_file, keep_samples) =
+            (a.sessions, a.ready_file.clone(), a.samples.is_some());
+        let outcome = tokio::task::spawn_blocking(move || {
+            lean::run(&lean::Spec {
+                hosts: &hosts,
+                root: &root,
+                workload: &workload,
+                sessions,
+                value: &value,
+                pool,
+                warmup,
+                run,
+                ready_file,
+                keep_samples,
+            })
+        })
+        .await
+        .expect("lean loop");
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("lean loop: {e}");
+                std::process::exit(1);
+            }
+        };
+        report(&a, run, outcome.histogram, outcome.ops, outcome.samples);
+        return;
+    }
     let start = Instant::now();
     if let Some(path) = a.ready_file.clone() {
         tokio::spawn(async move {
@@ -233,15 +271,20 @@ async fn main() {
         ops += n;
         all_samples.extend(samples);
     }
+    report(&a, run, total, ops, all_samples);
+}
+
+/// Write the samples file (if asked) and print the run's line of JSON.
+fn report(a: &Args, run: Duration, total: Histogram<u64>, ops: u64, samples: Vec<(u64, u32)>) {
     if let Some(path) = &a.samples {
-        let mut text = String::with_capacity(all_samples.len() * 24);
-        for (at, us) in &all_samples {
+        let mut text = String::with_capacity(samples.len() * 24);
+        for (at, us) in &samples {
             text.push_str(&format!("{at} {us}\n"));
         }
         std::fs::write(path, text).expect("write samples");
     }
     println!(
-        "{{\"workload\":\"{}\",\"sessions\":{},\"size\":{},\"ops\":{},\"ops_per_sec\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{}}}",
+        "{{\"workload\":\"{}\",\"sessions\":{},\"size\":{},\"ops\":{},\"ops_per_sec\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"generator\":\"{}\"}}",
         a.workload,
         a.sessions,
         a.size,
@@ -249,7 +292,8 @@ async fn main() {
         ops as f64 / run.as_secs_f64(),
         total.value_at_quantile(0.5),
         total.value_at_quantile(0.99),
-        total.value_at_quantile(0.999)
+        total.value_at_quantile(0.999),
+        if a.lean { "lean" } else { "zookeeper-client" }
     );
 }
 
