@@ -19,6 +19,8 @@ SECONDS_PER=${SECONDS_PER:-3}
 WORKLOADS=${WORKLOADS:-"get create"}
 SESSIONS=${SESSIONS:-"8 32"}
 JAVA_HEAP=${JAVA_HEAP:-2000m}
+# The measured loop, as in bench/run.sh: lean (default) or zookeeper-client.
+case "${GENERATOR:-lean}" in lean) LEAN=(--lean) ;; *) LEAN=() ;; esac
 PORT_JAVA=23181
 PORT_FK=23182
 
@@ -39,7 +41,7 @@ for run in $(seq 1 "$RUNS"); do
     for wl in $WORKLOADS; do
       for s in $SESSIONS; do
         measured "$PID" taskset -c 1 "$gen" --server "127.0.0.1:$PORT" --workload "$wl" --sessions "$s" \
-            --seconds "$SECONDS_PER" --ready-file "$work/ready"
+            --seconds "$SECONDS_PER" --ready-file "$work/ready" "${LEAN[@]}"
         ops=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ops"])' "$work/line")
         echo "$kind $wl $s $USER_TICKS $SYS_TICKS $ops" >> "$raw"
       done
