@@ -10,15 +10,18 @@
 start_server() {
   local kind=$1 dir=$2
   rm -rf "$dir"; mkdir -p "$dir"
+  local mask; mask=$(taskset -p "$BASHPID" | awk '{print $NF}')
   taskset -p -c 0 "$BASHPID" >/dev/null
+  local ok=0
   if [ "$kind" = java ]; then
-    JAVA_ZK_JVMFLAGS="-Xmx$JAVA_HEAP" start_java_zk "$PORT_JAVA" "$dir" >/dev/null
-    PID=$JAVA_ZK_PID; PORT=$PORT_JAVA
+    JAVA_ZK_JVMFLAGS="-Xmx$JAVA_HEAP" start_java_zk "$PORT_JAVA" "$dir" >/dev/null || ok=$?
+    PID=${JAVA_ZK_PID:-}; PORT=$PORT_JAVA
   else
-    RUST_LOG=warn start_ferrokeeper "$PORT_FK" "$dir" >/dev/null
-    PID=$FK_PID; PORT=$PORT_FK
+    RUST_LOG=warn start_ferrokeeper "$PORT_FK" "$dir" >/dev/null || ok=$?
+    PID=${FK_PID:-}; PORT=$PORT_FK
   fi
-  taskset -p -c "0-$(( $(nproc --all) - 1 ))" "$BASHPID" >/dev/null
+  taskset -p "$mask" "$BASHPID" >/dev/null
+  [ "$ok" = 0 ] || return "$ok"
   taskset -a -p -c 0 "$PID" >/dev/null
 }
 

@@ -77,6 +77,11 @@ for (wl, size, s) in sorted(cells):
     print("| %s | %s | %d | %.0f ± %.0f | %.0f ± %.0f | %.2f | %s | %s | %.1f | %.1f | %.2f | %.0f%% / %.0f%% |"
           % (wl, "1 KiB" if size == 1024 else "%d B" % size, s, jt, jts, ft, fts, ft / max(jt, 1),
              lat(j), lat(f), jc, fc, jc / max(fc, 1e-9), ju * 100, fu * 100))
+short = sorted({"%s %s ×%d (%s run %d)" % (r["r"]["workload"], r["r"].get("size", 100), r["r"]["sessions"], r["server"], r["run"])
+                for r in rows if r["r"].get("exhausted", 0) > 0})
+if short:
+    print()
+    print("Cut short (a session ran out of nodes to delete before the end): " + "; ".join(short) + ".")
 print()
 print("| memory (fresh server, then load) | Java RSS | fk RSS | ratio |")
 print("|---|---|---|---|")

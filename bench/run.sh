@@ -25,7 +25,7 @@ CROWD=${CROWD:-10000}          # sessions for the connection storm and the watch
 SNAPSHOT=${SNAPSHOT:-1}        # also split write latency by whether a snapshot is being written (needs RESTART=1)
 SNAP_SECONDS=${SNAP_SECONDS:-30}
 SNAP_SESSIONS=${SNAP_SESSIONS:-32}
-SNAP_COUNT=${SNAP_COUNT:-200000}
+SNAP_COUNT=${SNAP_COUNT:-200000}  # snapCount for that run: a snapshot of the loaded tree every few seconds
 # The measured loop: `lean` (raw frames, one thread, one epoll: bench/src/lean.rs) keeps the
 # generator's core below the server's; `zookeeper-client` is the crate's async client.
 GENERATOR=${GENERATOR:-lean}
@@ -33,7 +33,7 @@ case "$GENERATOR" in
   lean) LEAN=(--lean) ;;
   zookeeper-client) LEAN=() ;;
   *) echo "GENERATOR must be lean or zookeeper-client" >&2; exit 2 ;;
-esac  # snapCount for that run: a snapshot of the loaded tree every few seconds
+esac
 # zkServer.sh's default ZK_SERVER_HEAP is 1000m; with a million znodes Java 3.9.5 can run out of
 # it while it restarts (its start-up snapshot), so the harness gives it twice that.
 JAVA_HEAP=${JAVA_HEAP:-2000m}

@@ -42,6 +42,8 @@ pub struct Spec<'a> {
     pub run: Duration,
     pub ready_file: Option<std::path::PathBuf>,
     pub keep_samples: bool,
+    /// The node whose children `children` lists.
+    pub children_of: &'a str,
 }
 
 /// The measured requests: their latencies, how many, and (if asked) each one's start as Unix
@@ -50,6 +52,8 @@ pub struct Outcome {
     pub histogram: Histogram<u64>,
     pub ops: u64,
     pub samples: Vec<(u64, u32)>,
+    /// Sessions that ran out of nodes to delete before the end (the row is then cut short).
+    pub exhausted: usize,
 }
 
 struct Session {
@@ -61,7 +65,13 @@ struct Session {
     sent: Option<Instant>,
     out: Vec<u8>,
     written: usize,
-    inbuf: Vec<u8>,
+    /// Received bytes: `inbuf[..filled]` (a fixed buffer: a reply here is well under its size).
+    inbuf: Box<[u8]>,
+    filled: usize,
+    /// Scratch for the child paths of create and delete.
+    path: String,
+    /// The session ran out of nodes to delete before the end.
+    exhausted: bool,
 }
 
 fn put_i32(b: &mut Vec<u8>, v: i32) {
@@ -142,11 +152,16 @@ impl Session {
         };
         self.xid = self.xid.wrapping_add(1) & i32::MAX;
         let b = &mut self.out;
-        let child = |seq: u64| format!("{}/x{seq}", self.node);
+        let child = |path: &mut String, seq: u64| {
+            use std::fmt::Write as _;
+            path.clear();
+            let _ = write!(path, "{}/x{seq}", self.node);
+        };
         match spec.workload {
             "create" => {
+                child(&mut self.path, self.seq);
                 begin(b, self.xid, OP_CREATE);
-                put_bytes(b, child(self.seq).as_bytes());
+                put_bytes(b, self.path.as_bytes());
                 put_bytes(b, spec.value);
                 put_i32(b, 1); // one ACL: world:anyone, all permissions
                 put_i32(b, 31);
@@ -156,10 +171,12 @@ impl Session {
             }
             "delete" => {
                 if self.seq as usize >= spec.pool {
+                    self.exhausted = true;
                     return false;
                 }
+                child(&mut self.path, self.seq);
                 begin(b, self.xid, OP_DELETE);
-                put_bytes(b, child(self.seq).as_bytes());
+                put_bytes(b, self.path.as_bytes());
                 put_i32(b, -1);
             }
             "set" => {
@@ -181,7 +198,7 @@ impl Session {
             }
             "children" => {
                 begin(b, self.xid, OP_GET_CHILDREN);
-                put_bytes(b, format!("{}/n0", spec.root).as_bytes());
+                put_bytes(b, spec.children_of.as_bytes());
                 b.push(0);
             }
             _ => {
@@ -214,12 +231,12 @@ impl Session {
     /// nothing else can be in the socket: one request in flight, no watches, no pings).
     fn receive(&mut self) -> Result<bool, String> {
         loop {
-            if self.inbuf.len() >= 4 {
+            if self.filled >= 4 {
                 let n = be_i32(&self.inbuf) as usize;
-                if self.inbuf.len() >= 4 + n {
-                    if n < 16 {
-                        return Err(format!("reply of {n} bytes"));
-                    }
+                if n < 16 || 4 + n > self.inbuf.len() {
+                    return Err(format!("reply of {n} bytes"));
+                }
+                if self.filled >= 4 + n {
                     let xid = be_i32(&self.inbuf[4..]);
                     let err = be_i32(&self.inbuf[16..]);
                     if xid != self.xid {
@@ -228,27 +245,31 @@ impl Session {
                     if err != 0 {
                         return Err(format!("{} on {}: error {err}", self.xid, self.node));
                     }
-                    self.inbuf.drain(..4 + n);
+                    self.inbuf.copy_within(4 + n..self.filled, 0);
+                    self.filled -= 4 + n;
                     return Ok(true);
                 }
             }
-            let at = self.inbuf.len();
-            self.inbuf.resize(at + 16 * 1024, 0);
-            match self.stream.read(&mut self.inbuf[at..]) {
-                Ok(0) => {
-                    self.inbuf.truncate(at);
-                    return Err("server closed the connection".into());
-                }
-                Ok(n) => self.inbuf.truncate(at + n),
-                Err(e) => {
-                    self.inbuf.truncate(at);
-                    match e.kind() {
-                        ErrorKind::WouldBlock => return Ok(false),
-                        ErrorKind::Interrupted => {}
-                        _ => return Err(format!("read: {e}")),
-                    }
-                }
+            match self.stream.read(&mut self.inbuf[self.filled..]) {
+                Ok(0) => return Err("server closed the connection".into()),
+                Ok(n) => self.filled += n,
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock => return Ok(false),
+                    ErrorKind::Interrupted => {}
+                    _ => return Err(format!("read: {e}")),
+                },
             }
+        }
+    }
+}
+
+/// `poll`, retried when a signal interrupts it.
+fn wait(poll: &mut Poll, events: &mut Events) -> Result<(), String> {
+    loop {
+        match poll.poll(events, Some(Duration::from_millis(100))) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("poll: {e}")),
         }
     }
 }
@@ -276,7 +297,11 @@ pub fn run(spec: &Spec<'_>) -> Result<Outcome, String> {
             sent: None,
             out: Vec::with_capacity(256 + spec.value.len()),
             written: 0,
-            inbuf: Vec::with_capacity(16 * 1024),
+            // getChildren of ten names, or a Stat with data of the value's size, and slack.
+            inbuf: vec![0u8; 64 * 1024 + spec.value.len()].into_boxed_slice(),
+            filled: 0,
+            path: String::with_capacity(64),
+            exhausted: false,
         });
     }
     let unix_at_start = std::time::SystemTime::now()
@@ -299,8 +324,7 @@ pub fn run(spec: &Spec<'_>) -> Result<Outcome, String> {
     let mut ready = spec.ready_file.clone();
     let mut events = Events::with_capacity(1024);
     while live > 0 {
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .map_err(|e| format!("poll: {e}"))?;
+        wait(&mut poll, &mut events)?;
         if let Some(path) = &ready {
             if start.elapsed() >= spec.warmup {
                 let _ = std::fs::write(path, b"");
@@ -350,8 +374,7 @@ pub fn run(spec: &Spec<'_>) -> Result<Outcome, String> {
     let mut open: Vec<bool> = vec![true; sessions.len()];
     let mut left = sessions.len();
     while left > 0 && Instant::now() < deadline {
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .map_err(|e| format!("poll: {e}"))?;
+        wait(&mut poll, &mut events)?;
         for ev in events.iter() {
             let i = ev.token().0;
             if open[i] && matches!(sessions[i].receive(), Ok(true) | Err(_)) {
@@ -364,5 +387,6 @@ pub fn run(spec: &Spec<'_>) -> Result<Outcome, String> {
         histogram,
         ops,
         samples,
+        exhausted: sessions.iter().filter(|s| s.exhausted).count(),
     })
 }

@@ -114,9 +114,10 @@ async fn main() {
         clients.push(c);
     }
     // For delete: a pool of nodes per session, made before the clock starts (pipelined).
-    // Sized above what one session can delete in the run (at most 60k deletes/s in all).
+    // Sized above what a session can delete in the run: each delete waits for an fsync
+    // (about 0.1 ms at best here), and a server spends at least ~8 µs of its core on one.
     let pool = if a.workload == "delete" {
-        let per_session_rate = (60_000 / a.sessions.max(1)).min(6_000);
+        let per_session_rate = (125_000 / a.sessions.max(1)).min(10_000);
         (per_session_rate as f64 * (a.seconds + 1.0)) as usize
     } else {
         0
@@ -151,6 +152,7 @@ async fn main() {
         let (root, workload, value) = (root.clone(), a.workload.clone(), value.clone());
         let (sessions, ready_file, keep_samples) =
             (a.sessions, a.ready_file.clone(), a.samples.is_some());
+        let children_of = format!("{root}/n0");
         let outcome = tokio::task::spawn_blocking(move || {
             lean::run(&lean::Spec {
                 hosts: &hosts,
@@ -163,6 +165,7 @@ async fn main() {
                 run,
                 ready_file,
                 keep_samples,
+                children_of: &children_of,
             })
         })
         .await
@@ -174,7 +177,20 @@ async fn main() {
                 std::process::exit(1);
             }
         };
-        report(&a, run, outcome.histogram, outcome.ops, outcome.samples);
+        if outcome.exhausted > 0 {
+            eprintln!(
+                "{} sessions ran out of nodes to delete before the end",
+                outcome.exhausted
+            );
+        }
+        report(
+            &a,
+            run,
+            outcome.histogram,
+            outcome.ops,
+            outcome.samples,
+            outcome.exhausted,
+        );
         return;
     }
     let start = Instant::now();
@@ -202,6 +218,7 @@ async fn main() {
             let mut samples: Vec<(u64, u32)> = Vec::new();
             let node = format!("{root}/n{i}");
             let mut seq = 0u64;
+            let mut ran_out = false;
             loop {
                 let now = Instant::now();
                 if now - start > warmup + run {
@@ -224,6 +241,7 @@ async fn main() {
                     }
                     "delete" => {
                         if seq as usize >= pool {
+                            ran_out = true;
                             break;
                         }
                         c.delete(&format!("{node}/x{seq}"), None)
@@ -259,23 +277,32 @@ async fn main() {
                     }
                 }
             }
-            (h, n, samples)
+            (h, n, samples, ran_out)
         }));
     }
     let mut total = Histogram::<u64>::new(3).expect("histogram");
     let mut ops = 0;
     let mut all_samples = Vec::new();
+    let mut exhausted = 0;
     for t in tasks {
-        let (h, n, samples) = t.await.expect("task");
+        let (h, n, samples, ran_out) = t.await.expect("task");
         total.add(h).ok();
         ops += n;
         all_samples.extend(samples);
+        exhausted += usize::from(ran_out);
     }
-    report(&a, run, total, ops, all_samples);
+    report(&a, run, total, ops, all_samples, exhausted);
 }
 
 /// Write the samples file (if asked) and print the run's line of JSON.
-fn report(a: &Args, run: Duration, total: Histogram<u64>, ops: u64, samples: Vec<(u64, u32)>) {
+fn report(
+    a: &Args,
+    run: Duration,
+    total: Histogram<u64>,
+    ops: u64,
+    samples: Vec<(u64, u32)>,
+    exhausted: usize,
+) {
     if let Some(path) = &a.samples {
         let mut text = String::with_capacity(samples.len() * 24);
         for (at, us) in &samples {
@@ -284,7 +311,7 @@ fn report(a: &Args, run: Duration, total: Histogram<u64>, ops: u64, samples: Vec
         std::fs::write(path, text).expect("write samples");
     }
     println!(
-        "{{\"workload\":\"{}\",\"sessions\":{},\"size\":{},\"ops\":{},\"ops_per_sec\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"generator\":\"{}\"}}",
+        "{{\"workload\":\"{}\",\"sessions\":{},\"size\":{},\"ops\":{},\"ops_per_sec\":{:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"generator\":\"{}\",\"exhausted\":{}}}",
         a.workload,
         a.sessions,
         a.size,
@@ -293,7 +320,8 @@ fn report(a: &Args, run: Duration, total: Histogram<u64>, ops: u64, samples: Vec
         total.value_at_quantile(0.5),
         total.value_at_quantile(0.99),
         total.value_at_quantile(0.999),
-        if a.lean { "lean" } else { "zookeeper-client" }
+        if a.lean { "lean" } else { "zookeeper-client" },
+        exhausted
     );
 }
 

@@ -51,9 +51,9 @@ const _: () = assert!(
 const MAX_HELD: usize = 200_000;
 /// Snapshot walk per idle millisecond: a request that arrives meanwhile waits at most this.
 const SNAP_SLICE_IDLE: Duration = Duration::from_micros(250);
-/// Node-table growth finished per idle millisecond, in inserts' worth (each moves 8 entries):
-/// about 100 µs, so a million-node table frees its old half within a quarter second of idle.
-const GROWTH_SLICE: usize = 512;
+/// Node-table growth finished per idle millisecond (see [`DataTree::finish_growth`]): a
+/// million-node table frees its old half within about a second of idle.
+const GROWTH_SLICE_IDLE: Duration = Duration::from_micros(100);
 /// Under load the walk is paced by time instead: it may take this share of the core's wall
 /// time, in slices of at most [`SNAP_SLICE_MAX`] (a request waits behind at most one). Walking
 /// a node costs about half a microsecond (mostly cache misses), so a million-node tree takes
@@ -517,14 +517,13 @@ impl Core {
         self.walk_for(allowed);
     }
 
-    /// A slice of the snapshot walk while no request waits (every idle millisecond).
     /// One millisecond tick's worth of background work while no request is waiting: a slice
     /// of the snapshot walk, and a slice of the node table's unfinished growth.
     fn idle_slice(&mut self) {
         if self.snapshots.walking() {
             self.walk_for(SNAP_SLICE_IDLE);
         }
-        self.tree.finish_growth(GROWTH_SLICE);
+        self.tree.finish_growth(GROWTH_SLICE_IDLE);
     }
 
     /// Walk for up to `limit`, stopping early when the walk ends or the writer thread is

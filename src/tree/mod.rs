@@ -11,6 +11,7 @@ mod path;
 mod persist;
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 // griddle's maps grow incrementally: a std HashMap of a million znodes stalls the server for
 // hundreds of milliseconds each time it doubles; griddle spreads that work over inserts.
@@ -417,14 +418,20 @@ impl DataTree {
         self.note_insert(before);
     }
 
-    /// Count one insert into the node table, whose capacity was `before` it.
+    /// Count one insert into the node table, whose capacity was `before` it. A growth at
+    /// least doubles the capacity; an insert into a deleted entry's slot raises it by one.
     pub(super) fn note_insert(&mut self, before: usize) {
-        if self.nodes.capacity() != before {
-            let moving = self.nodes.len() - 1;
-            self.carry_debt = moving.div_ceil(CARRIED_PER_INSERT) + 1;
+        if self.nodes.capacity() > before + 1 {
+            self.started_growth();
         } else {
             self.carry_debt = self.carry_debt.saturating_sub(1);
         }
+    }
+
+    /// The node table just grew: every entry but the newest is still in its old table.
+    pub(super) fn started_growth(&mut self) {
+        let moving = self.nodes.len().saturating_sub(1);
+        self.carry_debt = moving.div_ceil(CARRIED_PER_INSERT) + 1;
     }
 
     /// Whether the node table may still hold its pre-growth table.
@@ -432,19 +439,29 @@ impl DataTree {
         self.carry_debt > 0
     }
 
-    /// Finish up to `budget` inserts' worth of the node table's incremental growth without a
-    /// new node, so that a tree which stopped growing (a load of a million nodes, then reads)
-    /// frees the old table, about 9 bytes a node, instead of keeping it until the next writes.
-    /// Each step takes the root out of the table and puts it back: an insert, which moves old
+    /// Spend up to `limit` finishing the node table's incremental growth without new nodes,
+    /// so that a tree which stopped growing (a load of a million nodes, then reads) frees the
+    /// old table, about 9 bytes a node, instead of keeping it until the next writes. Each
+    /// step takes the root out of the table and puts it back: an insert, which moves old
     /// entries along. Returns whether more remains.
-    pub fn finish_growth(&mut self, budget: usize) -> bool {
-        for _ in 0..budget.min(self.carry_debt) {
-            let Some((root, ())) = self.nodes.remove_entry("/") else {
-                self.carry_debt = 0;
+    pub fn finish_growth(&mut self, limit: Duration) -> bool {
+        let t0 = Instant::now();
+        'slice: while self.growing() {
+            for _ in 0..64 {
+                let Some((root, ())) = self.nodes.remove_entry("/") else {
+                    self.carry_debt = 0;
+                    break 'slice;
+                };
+                let before = self.nodes.capacity();
+                self.nodes.insert(root, ());
+                self.note_insert(before);
+                if !self.growing() {
+                    break 'slice;
+                }
+            }
+            if t0.elapsed() >= limit {
                 break;
-            };
-            self.nodes.insert(root, ());
-            self.carry_debt -= 1;
+            }
         }
         self.growing()
     }

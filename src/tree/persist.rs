@@ -178,7 +178,11 @@ impl TreeLoader {
     /// Make room for `additional` more nodes, so the node table does not grow (and move every
     /// node) during the load. Call early: what is loaded by then moves once.
     pub fn reserve(&mut self, additional: usize) {
+        let before = self.tree.nodes.capacity();
         self.tree.nodes.reserve(additional);
+        if self.tree.nodes.capacity() > before + 1 {
+            self.tree.started_growth();
+        }
     }
 
     /// Add a node made by [`PreparedNode::new`]; its parent must already be loaded.
