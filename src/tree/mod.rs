@@ -283,11 +283,20 @@ impl DataTree {
     /// The children of `parent`, to add to: the one place a node becomes a parent (its flag
     /// set, its entry in the parents' table made). `None` if there is no such node.
     fn children_mut(&mut self, parent: &str) -> Option<&mut Children> {
-        self.blob_mut(parent)?.set_parent(true);
-        if !self.kids.contains_key(parent) {
-            self.kids.insert(parent.into(), Children::default());
+        let parent = key(parent);
+        let Self { nodes, kids, .. } = self;
+        match kids.raw_entry_mut().from_key(parent) {
+            // Already a parent: its flag is set.
+            RawEntryMut::Occupied(e) => Some(e.into_mut()),
+            RawEntryMut::Vacant(v) => {
+                match nodes.raw_entry_mut().from_key(parent) {
+                    RawEntryMut::Occupied(n) => n.into_key().set_parent(true),
+                    RawEntryMut::Vacant(_) => return None,
+                }
+                let (_, set) = v.insert(parent.into(), Children::default());
+                Some(set)
+            }
         }
-        self.kids.get_mut(parent)
     }
 
     /// Add `name` to the children of `parent`; false if there is no such node.
@@ -367,10 +376,12 @@ impl DataTree {
         if self.nodes.contains_key(path) {
             return Err(TreeError::NodeExists(path.to_owned()));
         }
-        let parent_before = self.digest_of(parent_path);
         let parent = self
             .blob_mut(parent_path)
             .ok_or_else(|| TreeError::NoNode(parent_path.to_owned()))?;
+        // A node's digest covers its own fields, not its children: the parent's is final
+        // once its stat is.
+        let parent_before = blob_digest(parent);
         let mut pm = parent.meta();
         let parent_cversion = if parent_cversion == -1 {
             pm.stat.cversion.wrapping_add(1)
@@ -382,6 +393,7 @@ impl DataTree {
             pm.stat.pzxid = zxid;
         }
         parent.set_meta(&pm);
+        let parent_after = blob_digest(parent);
         self.add_child(parent_path, name);
         let acl_ref = self.acls.intern(&acl);
         let len = data.as_ref().map(|d| d.len()).unwrap_or(0) as i64;
@@ -401,8 +413,11 @@ impl DataTree {
         let blob = NodeBox::new(path, data.as_deref(), &meta);
         let own = blob_digest(&blob);
         self.insert_blob(blob);
-        let after = self.digest_of(parent_path).wrapping_add(own);
-        self.digest = self.digest.wrapping_sub(parent_before).wrapping_add(after);
+        self.digest = self
+            .digest
+            .wrapping_sub(parent_before)
+            .wrapping_add(parent_after)
+            .wrapping_add(own);
         self.index(path, ephemeral_owner);
         self.quota_after_create(path, parent_path, name, len);
         Ok(())
@@ -469,29 +484,29 @@ impl DataTree {
     /// Remove a leaf node.
     pub fn delete_node(&mut self, path: &str, zxid: i64) -> Result<(), TreeError> {
         let (parent_path, name) = parent_and_name(path);
-        let node = self
-            .blob(path)
-            .ok_or_else(|| TreeError::NoNode(path.to_owned()))?;
-        debug_assert_eq!(node.is_parent(), self.kids.contains_key(node.path()));
-        if node.is_parent() {
-            return Err(TreeError::NotEmpty(path.to_owned()));
-        }
-        let before = blob_digest(node).wrapping_add(self.digest_of(parent_path));
-        let Some((node, ())) = self.nodes.remove_entry(path) else {
-            return Err(TreeError::NoNode(path.to_owned()));
+        let node = match self.nodes.raw_entry_mut().from_key(key(path)) {
+            RawEntryMut::Vacant(_) => return Err(TreeError::NoNode(path.to_owned())),
+            RawEntryMut::Occupied(e) => {
+                debug_assert_eq!(e.key().is_parent(), self.kids.contains_key(e.key().path()));
+                if e.key().is_parent() {
+                    return Err(TreeError::NotEmpty(path.to_owned()));
+                }
+                e.remove_entry().0
+            }
         };
-        self.remove_child(parent_path, name);
+        let mut before = blob_digest(&node);
+        let mut after = 0;
         if let Some(parent) = self.blob_mut(parent_path) {
+            before = before.wrapping_add(blob_digest(parent));
             let mut pm = parent.meta();
             if zxid > pm.stat.pzxid {
                 pm.stat.pzxid = zxid;
                 parent.set_meta(&pm);
             }
+            after = blob_digest(parent);
         }
-        self.digest = self
-            .digest
-            .wrapping_sub(before)
-            .wrapping_add(self.digest_of(parent_path));
+        self.remove_child(parent_path, name);
+        self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
         let meta = node.meta();
         self.acls.release(meta.acl);
         let len = node.data_len() as u64;
