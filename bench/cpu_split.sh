@@ -19,19 +19,11 @@ SECONDS_PER=${SECONDS_PER:-3}
 WORKLOADS=${WORKLOADS:-"get create"}
 SESSIONS=${SESSIONS:-"8 32"}
 JAVA_HEAP=${JAVA_HEAP:-2000m}
-# The measured loop, as in bench/run.sh: lean (default) or zookeeper-client.
-case "${GENERATOR:-lean}" in lean) LEAN=(--lean) ;; *) LEAN=() ;; esac
+generator_flags   # GENERATOR=lean (default) or zookeeper-client, as in bench/run.sh
 PORT_JAVA=23181
 PORT_FK=23182
 
-cargo build --release --quiet
-cargo build --release --quiet -p ferrokeeper-bench
-fetch_java_zk
-gen=target/release/ferrokeeper-bench
-work=$(mktemp -d)
-trap 'stop_pid "${JAVA_ZK_PID:-}"; stop_pid "${FK_PID:-}"; rm -rf "$work"' EXIT
-raw="$work/raw"
-: > "$raw"
+prepare_bench raw
 hz=$(getconf CLK_TCK)
 
 for run in $(seq 1 "$RUNS"); do

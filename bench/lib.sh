@@ -1,5 +1,5 @@
-# Shared by bench/run.sh and bench/cpu_split.sh (sourced after compat-tests/lib/common.sh, with
-# $work, $JAVA_HEAP, $PORT_JAVA and $PORT_FK set).
+# Shared by bench/run.sh and bench/cpu_split.sh, sourced after compat-tests/lib/common.sh.
+# start_server and measured use $work (made by prepare_bench), $JAVA_HEAP, $PORT_JAVA, $PORT_FK.
 
 # start_server java|fk DIR: a fresh server on an empty DIR, pinned to CPU 0; sets PID and PORT.
 # The server is started on CPU 0 (this shell is pinned while it forks it), as `taskset -c 0`
@@ -44,4 +44,28 @@ measured() {
   t1=$(awk '{print $14, $15}' "/proc/$pid/stat")
   [ -n "$t0" ] || t0=$t1
   USER_TICKS=$(( ${t1% *} - ${t0% *} )); SYS_TICKS=$(( ${t1#* } - ${t0#* } ))
+}
+
+# generator_flags: LEAN, the generator's flag for the measured loop chosen by GENERATOR:
+# `lean` (default; raw frames, one thread, one epoll: bench/src/lean.rs) keeps the generator's
+# core below the server's; `zookeeper-client` is the crate's async client.
+generator_flags() {
+  case "${GENERATOR:-lean}" in
+    lean) LEAN=(--lean) ;;
+    zookeeper-client) LEAN=() ;;
+    *) echo "GENERATOR must be lean or zookeeper-client" >&2; exit 2 ;;
+  esac
+}
+
+# prepare_bench RAW_NAME: build the server and the generator ($gen), fetch Java ZooKeeper, make
+# $work (removed on exit, with any server still running) and an empty $raw=$work/RAW_NAME.
+prepare_bench() {
+  cargo build --release --quiet
+  cargo build --release --quiet -p ferrokeeper-bench
+  fetch_java_zk
+  gen=target/release/ferrokeeper-bench
+  work=$(mktemp -d)
+  trap 'stop_pid "${JAVA_ZK_PID:-}"; stop_pid "${FK_PID:-}"; rm -rf "$work"' EXIT
+  raw="$work/$1"
+  : > "$raw"
 }

@@ -26,28 +26,14 @@ SNAPSHOT=${SNAPSHOT:-1}        # also split write latency by whether a snapshot 
 SNAP_SECONDS=${SNAP_SECONDS:-30}
 SNAP_SESSIONS=${SNAP_SESSIONS:-32}
 SNAP_COUNT=${SNAP_COUNT:-200000}  # snapCount for that run: a snapshot of the loaded tree every few seconds
-# The measured loop: `lean` (raw frames, one thread, one epoll: bench/src/lean.rs) keeps the
-# generator's core below the server's; `zookeeper-client` is the crate's async client.
-GENERATOR=${GENERATOR:-lean}
-case "$GENERATOR" in
-  lean) LEAN=(--lean) ;;
-  zookeeper-client) LEAN=() ;;
-  *) echo "GENERATOR must be lean or zookeeper-client" >&2; exit 2 ;;
-esac
+generator_flags   # GENERATOR=lean (default) or zookeeper-client: the measured loop
 # zkServer.sh's default ZK_SERVER_HEAP is 1000m; with a million znodes Java 3.9.5 can run out of
 # it while it restarts (its start-up snapshot), so the harness gives it twice that.
 JAVA_HEAP=${JAVA_HEAP:-2000m}
 PORT_JAVA=23181
 PORT_FK=23182
 
-cargo build --release --quiet
-cargo build --release --quiet -p ferrokeeper-bench
-fetch_java_zk
-gen=target/release/ferrokeeper-bench
-work=$(mktemp -d)
-trap 'stop_pid "${JAVA_ZK_PID:-}"; stop_pid "${FK_PID:-}"; rm -rf "$work"' EXIT
-raw="$work/raw.jsonl"
-: > "$raw"
+prepare_bench raw.jsonl
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
