@@ -21,6 +21,8 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::Op;
+
 const OP_CREATE: i32 = 1;
 const OP_DELETE: i32 = 2;
 const OP_EXISTS: i32 = 3;
@@ -143,22 +145,22 @@ fn connect(host: &str) -> Result<std::net::TcpStream, String> {
 }
 
 impl Session {
+    /// The next request's xid (positive: negative xids are the server's own).
+    fn bump_xid(&mut self) {
+        self.xid = self.xid.wrapping_add(1) & i32::MAX;
+    }
+
     /// Encode the session's next request into `out`, or stop the session (`false`).
     fn next(&mut self, spec: &Spec<'_>) -> bool {
-        let write = match spec.workload {
-            "mixed90" => self.seq.is_multiple_of(10),
-            "mixed50" => self.seq.is_multiple_of(2),
-            _ => false,
-        };
-        self.xid = self.xid.wrapping_add(1) & i32::MAX;
+        self.bump_xid();
         let b = &mut self.out;
         let child = |path: &mut String, seq: u64| {
             use std::fmt::Write as _;
             path.clear();
             let _ = write!(path, "{}/x{seq}", self.node);
         };
-        match spec.workload {
-            "create" => {
+        match Op::of(spec.workload, self.seq) {
+            Op::Create => {
                 child(&mut self.path, self.seq);
                 begin(b, self.xid, OP_CREATE);
                 put_bytes(b, self.path.as_bytes());
@@ -169,7 +171,7 @@ impl Session {
                 put_bytes(b, b"anyone");
                 put_i32(b, 0); // persistent
             }
-            "delete" => {
+            Op::Delete => {
                 if self.seq as usize >= spec.pool {
                     self.exhausted = true;
                     return false;
@@ -179,29 +181,23 @@ impl Session {
                 put_bytes(b, self.path.as_bytes());
                 put_i32(b, -1);
             }
-            "set" => {
+            Op::Set => {
                 begin(b, self.xid, OP_SET_DATA);
                 put_bytes(b, self.node.as_bytes());
                 put_bytes(b, spec.value);
                 put_i32(b, -1);
             }
-            _ if write => {
-                begin(b, self.xid, OP_SET_DATA);
-                put_bytes(b, self.node.as_bytes());
-                put_bytes(b, spec.value);
-                put_i32(b, -1);
-            }
-            "exists" => {
+            Op::Exists => {
                 begin(b, self.xid, OP_EXISTS);
                 put_bytes(b, self.node.as_bytes());
                 b.push(0);
             }
-            "children" => {
+            Op::Children => {
                 begin(b, self.xid, OP_GET_CHILDREN);
                 put_bytes(b, spec.children_of.as_bytes());
                 b.push(0);
             }
-            _ => {
+            Op::Get => {
                 begin(b, self.xid, OP_GET_DATA);
                 put_bytes(b, self.node.as_bytes());
                 b.push(0);
@@ -364,7 +360,7 @@ pub fn run(spec: &Spec<'_>) -> Result<Outcome, String> {
     }
     // Close the sessions, so they do not linger on the server for the next row.
     for s in &mut sessions {
-        s.xid = s.xid.wrapping_add(1) & i32::MAX;
+        s.bump_xid();
         begin(&mut s.out, s.xid, OP_CLOSE);
         finish(&mut s.out);
         s.written = 0;

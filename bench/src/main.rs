@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-
-mod lean;
 use hdrhistogram::Histogram;
 use zookeeper_client as zk;
+
+mod lean;
 
 // Linked for its side effect: routes zookeeper-client's task spawning onto tokio.
 extern crate spawns;
@@ -60,6 +60,35 @@ struct Args {
     /// instead of `zookeeper-client`; the set-up still goes through `zookeeper-client`.
     #[arg(long)]
     lean: bool,
+}
+
+/// One request of a measured loop; both loops (`zookeeper-client` here, and `lean`) take
+/// their requests from [`Op::of`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Create,
+    Delete,
+    Set,
+    Get,
+    Exists,
+    Children,
+}
+
+impl Op {
+    /// The `seq`-th request of `workload`: `mixed90` / `mixed50` are a setData every 10th /
+    /// 2nd request and getData otherwise; an unknown workload reads.
+    fn of(workload: &str, seq: u64) -> Op {
+        match workload {
+            "create" => Op::Create,
+            "delete" => Op::Delete,
+            "set" => Op::Set,
+            "exists" => Op::Exists,
+            "children" => Op::Children,
+            "mixed90" if seq.is_multiple_of(10) => Op::Set,
+            "mixed50" if seq.is_multiple_of(2) => Op::Set,
+            _ => Op::Get,
+        }
+    }
 }
 
 fn open() -> zk::CreateOptions<'static> {
@@ -225,21 +254,16 @@ async fn main() {
                     break;
                 }
                 let t0 = Instant::now();
-                let write = match workload.as_str() {
-                    "mixed90" => seq.is_multiple_of(10),
-                    "mixed50" => seq.is_multiple_of(2),
-                    _ => false,
-                };
-                match workload.as_str() {
-                    "create" => {
+                match Op::of(&workload, seq) {
+                    Op::Create => {
                         c.create(&format!("{node}/x{seq}"), &value, &open())
                             .await
                             .expect("create");
                     }
-                    "set" => {
+                    Op::Set => {
                         c.set_data(&node, &value, None).await.expect("set");
                     }
-                    "delete" => {
+                    Op::Delete => {
                         if seq as usize >= pool {
                             ran_out = true;
                             break;
@@ -248,22 +272,16 @@ async fn main() {
                             .await
                             .expect("delete");
                     }
-                    "get" => {
+                    Op::Get => {
                         c.get_data(&node).await.expect("get");
                     }
-                    "exists" => {
+                    Op::Exists => {
                         c.check_stat(&node).await.expect("exists");
                     }
-                    "children" => {
+                    Op::Children => {
                         c.list_children(&format!("{root}/n0"))
                             .await
                             .expect("children");
-                    }
-                    _ if write => {
-                        c.set_data(&node, &value, None).await.expect("set");
-                    }
-                    _ => {
-                        c.get_data(&node).await.expect("get");
                     }
                 }
                 seq += 1;

@@ -461,20 +461,15 @@ impl DataTree {
     /// entries along. Returns whether more remains.
     pub fn finish_growth(&mut self, limit: Duration) -> bool {
         let t0 = Instant::now();
-        'slice: while self.growing() {
-            for _ in 0..64 {
-                let Some((root, ())) = self.nodes.remove_entry("/") else {
-                    self.carry_debt = 0;
-                    break 'slice;
-                };
-                let before = self.nodes.capacity();
-                self.nodes.insert(root, ());
-                self.note_insert(before);
-                if !self.growing() {
-                    break 'slice;
-                }
-            }
-            if t0.elapsed() >= limit {
+        let mut steps = 0u32;
+        while self.growing() {
+            let Some((root, ())) = self.nodes.remove_entry("/") else {
+                self.carry_debt = 0;
+                break;
+            };
+            self.insert_blob(root);
+            steps += 1;
+            if steps % 64 == 0 && t0.elapsed() >= limit {
                 break;
             }
         }
